@@ -1,0 +1,36 @@
+import { Command, CommanderError } from 'commander';
+import { isUserError } from './core/errors.ts';
+import { registerGc, registerStatus } from './cli/inspect.ts';
+import { registerInfo } from './cli/info.ts';
+import { registerPlan } from './cli/plan.ts';
+import { EXIT, registerRun } from './cli/run.ts';
+import { registerTask } from './cli/task.ts';
+
+const program = new Command('salgrid')
+  .description('Declarative saliency sweeps: architectures × explainers × metrics × folds, cached and resumable.')
+  .version('0.1.0')
+  .option('--runs <dir>', 'where the cache and sweep folders live (default: ./runs, or $SALGRID_RUNS)')
+  .showHelpAfterError()
+  .exitOverride();
+
+registerInfo(program);
+registerPlan(program);
+registerRun(program);
+registerStatus(program);
+registerGc(program);
+registerTask(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CommanderError) {
+    process.exitCode = error.exitCode === 0 ? EXIT.ok : EXIT.userError;
+  } else if (isUserError(error)) {
+    process.stderr.write(`salgrid: ${error.message}\n`);
+    for (const line of error.details) process.stderr.write(`  ${line}\n`);
+    process.exitCode = EXIT.userError;
+  } else {
+    process.stderr.write(`salgrid: internal error (please report it):\n${error instanceof Error ? error.stack : String(error)}\n`);
+    process.exitCode = EXIT.userError;
+  }
+}

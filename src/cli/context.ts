@@ -1,0 +1,36 @@
+import path from 'node:path';
+import type { Command } from 'commander';
+import { UserError } from '../core/errors.ts';
+import { isStage, type Pool, type Stage } from '../core/plan/stages.ts';
+
+/** The module that registers the built-in plugins, handed to the registry and to every worker. */
+export const BUILTINS = new URL('../plugins/index.ts', import.meta.url).href;
+
+export interface GlobalOptions {
+  runs: string;
+}
+
+export function runsDir(command: Command): string {
+  const options = command.optsWithGlobals() as Partial<GlobalOptions>;
+  return path.resolve(options.runs ?? process.env.SALGRID_RUNS ?? 'runs');
+}
+
+export function parseWorkers(text: string | undefined): Partial<Record<Pool, number>> {
+  if (!text) return {};
+  const workers: Partial<Record<Pool, number>> = {};
+  for (const part of text.split(',')) {
+    const match = /^(gpu|cpu)=(\d+)$/.exec(part.trim());
+    if (!match || Number(match[2]) < 1) throw new UserError(`--workers takes pool=count pairs such as gpu=2,cpu=4, got "${part}".`);
+    workers[match[1] as Pool] = Number(match[2]);
+  }
+  return workers;
+}
+
+export function parseStages(text: string | undefined): Stage[] | undefined {
+  if (!text) return undefined;
+  const stages = text.split(',').map((s) => s.trim());
+  for (const stage of stages) {
+    if (!isStage(stage)) throw new UserError(`--only names unknown stage "${stage}"; use index, split, train, predict, explain, score, aggregate or report.`);
+  }
+  return stages as Stage[];
+}

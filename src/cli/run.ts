@@ -1,0 +1,117 @@
+import type { Command } from 'commander';
+import { UserError } from '../core/errors.ts';
+import { Executor } from '../core/exec/executor.ts';
+import { detectGpus } from '../core/exec/gpus.ts';
+import { ListrProgress, PlainProgress, formatDuration, type ProgressSink } from '../core/exec/progress.ts';
+import { selectTasks } from '../core/exec/executor.ts';
+import type { Pool, Stage } from '../core/plan/stages.ts';
+import { EventLog } from '../core/store/events.ts';
+import { openSweep, planSweep, publishResults, writePlanFile } from '../core/sweep.ts';
+import { BUILTINS, parseStages, parseWorkers, runsDir } from './context.ts';
+import { print } from './output.ts';
+import { planHeadline, planTable } from './plan.ts';
+
+export const EXIT = { ok: 0, userError: 1, tasksFailed: 2, interrupted: 130 } as const;
+
+interface RunOptions {
+  only?: string;
+  dryRun?: boolean;
+  workers?: string;
+  failFast?: boolean;
+  retries?: string;
+}
+
+export function registerRun(program: Command): void {
+  program
+    .command('run <manifest>')
+    .description('run a sweep, or resume it: finished tasks come from the cache')
+    .option('--only <stages>', 'run what these stages need (comma-separated) and stop there')
+    .option('--dry-run', 'show what would run, run nothing')
+    .option('--workers <pools>', 'pool sizes, e.g. gpu=2,cpu=4 (overrides execution.workers)')
+    .option('--retries <n>', 'retries of a task whose worker crashed (overrides execution.retries)')
+    .option('--fail-fast', 'stop starting tasks at the first failure')
+    .action(async (manifestFile: string, options: RunOptions, command: Command) => {
+      process.exitCode = await runSweep(manifestFile, options, runsDir(command));
+    });
+}
+
+async function runSweep(manifestFile: string, options: RunOptions, runs: string): Promise<number> {
+  const only = parseStages(options.only);
+  const sweep = await openSweep(manifestFile, { runsDir: runs, builtins: BUILTINS });
+  const plan = await planSweep(sweep);
+  if (plan.missingData) throw new UserError(plan.missingData);
+  const { execution } = sweep.manifest;
+  const workers: Record<Pool, number> = { ...execution.workers, ...parseWorkers(options.workers) };
+  const retries = options.retries !== undefined ? Number(options.retries) : execution.retries;
+  if (!Number.isInteger(retries) || retries < 0) throw new UserError(`--retries takes a whole number ≥ 0, got "${options.retries}".`);
+  const selected = selectTasks(plan.tasks, only);
+  const toRun = selected.filter((t) => !t.cached);
+
+  print(planHeadline(plan));
+  if (options.dryRun) {
+    print(planTable(plan));
+    if (only) print(`--only ${only.join(',')}: ${toRun.length} of these would run.`);
+    return EXIT.ok;
+  }
+  if (toRun.length === 0) {
+    print(`nothing to do: all ${selected.length} tasks${only ? ` that ${only.join(',')} needs` : ''} are cached.`);
+    const shown = publishResults(plan, sweep.store, sweep.paths);
+    printWhere(shown);
+    return EXIT.ok;
+  }
+  await writePlanFile(sweep, plan);
+  const events = new EventLog(sweep.paths.events);
+  events.append({ type: 'sweep-start', run: process.pid, message: `${toRun.length} to run` });
+  const gpus = detectGpus(execution.gpus);
+  print(`workers: gpu=${workers.gpu} cpu=${workers.cpu}${gpus > 0 ? `, ${gpus} GPU(s)` : ''}; cache ${sweep.store.root}`);
+  const concurrency = (stage: Stage) => workers[selected.find((t) => t.stage === stage)?.pool ?? 'cpu'];
+  const live = process.stdout.isTTY && !process.env.CI;
+  const progress: ProgressSink = live ? new ListrProgress(concurrency) : new PlainProgress(concurrency);
+  const executor = new Executor({
+    plan,
+    store: sweep.store,
+    events,
+    workers,
+    retries,
+    failFast: Boolean(options.failFast),
+    only,
+    pluginModules: sweep.pluginModules,
+    gpus,
+    progress,
+  });
+  let interrupts = 0;
+  const onSignal = () => {
+    interrupts++;
+    if (interrupts === 1) {
+      process.stderr.write('\nstopping: no new tasks; running ones finish (Ctrl-C again to abort them)\n');
+      executor.stop();
+    } else {
+      process.stderr.write('\naborting running tasks (their checkpoints stay)\n');
+      executor.abort();
+    }
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const summary = await executor.run();
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
+  events.append({ type: 'sweep-end', run: process.pid, message: `${summary.ran} run, ${summary.cached} cached, ${summary.failed} failed, ${summary.skipped} skipped` });
+
+  print();
+  print(
+    `${summary.interrupted ? 'interrupted' : 'finished'} in ${formatDuration(summary.wallMs)}: ${summary.ran} run, ${summary.cached} cached, ${summary.failed} failed, ${summary.skipped} skipped${summary.notRun ? `, ${summary.notRun} left for the next run` : ''}`,
+  );
+  for (const failure of summary.failures) print(`  failed: ${failure.task.label} [${failure.task.key.slice(0, 10)}]: ${failure.message}`);
+  if (summary.failures.length > 0) print(`  details: ${sweep.paths.events}`);
+  printWhere(publishResults(plan, sweep.store, sweep.paths));
+  if (summary.interrupted) {
+    print('run the same command again to resume.');
+    return EXIT.interrupted;
+  }
+  return summary.failed > 0 ? EXIT.tasksFailed : EXIT.ok;
+}
+
+function printWhere(shown: { results?: string; report?: string }): void {
+  if (shown.results) print(`results: ${shown.results}`);
+  if (shown.report) print(`report:  ${shown.report}`);
+}

@@ -1,0 +1,67 @@
+import { existsSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Command } from 'commander';
+import { UserError } from '../core/errors.ts';
+import { executeTask } from '../core/exec/run-task.ts';
+import type { Task } from '../core/plan/planner.ts';
+import { EventLog } from '../core/store/events.ts';
+import { Store } from '../core/store/store.ts';
+import { createRegistry, readPlanFile, sweepPaths, type PlanFile } from '../core/sweep.ts';
+import { runsDir } from './context.ts';
+import { print } from './output.ts';
+
+function findTask(runs: string, key: string): { plan: PlanFile; task: Task; events: string } {
+  const names = existsSync(runs) ? readdirSync(runs).filter((n) => n !== 'cache') : [];
+  const matches: { plan: PlanFile; task: Task; events: string }[] = [];
+  for (const name of names) {
+    const paths = sweepPaths(runs, name);
+    if (!existsSync(paths.plan)) continue;
+    const plan = readPlanFile(paths.plan);
+    const task = plan.tasks.find((t) => t.key === key || (key.length >= 8 && t.key.startsWith(key)));
+    if (task) matches.push({ plan, task, events: paths.events });
+  }
+  if (matches.length === 0) throw new UserError(`no recorded plan under ${runs} has a task with key ${key}; run \`salgrid run <manifest> --dry-run\` or check --runs.`);
+  const keys = new Set(matches.map((m) => m.task.key));
+  if (keys.size > 1) throw new UserError(`key prefix ${key} matches ${keys.size} tasks; give more of the key.`);
+  return matches.sort((a, b) => b.plan.created.localeCompare(a.plan.created))[0];
+}
+
+export function registerTask(program: Command): void {
+  const task = program.command('task').description('work with single tasks of a recorded plan');
+  task
+    .command('run <key>')
+    .description('run one planned task by itself in this process (what remote executors call)')
+    .action(async (key: string, _options: unknown, command: Command) => {
+      const runs = runsDir(command);
+      const found = findTask(runs, key);
+      const store = new Store(path.join(runs, 'cache'));
+      for (const input of found.task.inputs) {
+        const stage = found.plan.tasks.find((t) => t.key === input)?.stage;
+        if (stage && !store.has(stage, input)) {
+          throw new UserError(`input ${stage} ${input.slice(0, 10)} of ${found.task.label} is not in the cache at ${store.dir(stage, input)}; run its upstream tasks first, or make ${store.root} visible on this machine.`);
+        }
+      }
+      const registry = await createRegistry(found.plan.pluginModules[0], found.plan.pluginModules.slice(1), found.plan.manifestDir);
+      const abort = new AbortController();
+      process.once('SIGTERM', () => abort.abort());
+      for (;;) {
+        const outcome = await executeTask(found.task, {
+          registry,
+          store,
+          events: new EventLog(found.events),
+          manifestDir: found.plan.manifestDir,
+          attempt: 1,
+          signal: abort.signal,
+          progress: (done, total, note) => print(`${found.task.label}: ${done}/${total}${note ? ` ${note}` : ''}`),
+          warn: (message) => print(`warning: ${message}`),
+        });
+        if (outcome.status === 'busy') {
+          await sleep(1000);
+          continue;
+        }
+        print(outcome.status === 'cached' ? `${found.task.label}: already in the cache.` : `${found.task.label}: published ${found.task.key}.`);
+        return;
+      }
+    });
+}

@@ -1,0 +1,239 @@
+import PQueue from 'p-queue';
+import type { Plan, Task } from '../plan/planner.ts';
+import { STAGE_DEPTH, type Pool, type Stage } from '../plan/stages.ts';
+import type { EventLog } from '../store/events.ts';
+import type { Store } from '../store/store.ts';
+import type { WorkerSetup } from './protocol.ts';
+import type { ProgressSink } from './progress.ts';
+import { TaskError, WorkerPool, WorkerProcess } from './worker-pool.ts';
+
+export interface ExecutorOptions {
+  plan: Plan;
+  store: Store;
+  events: EventLog;
+  workers: Record<Pool, number>;
+  retries: number;
+  failFast: boolean;
+  /** Run only what these stages need, and stop there. */
+  only?: Stage[];
+  pluginModules: string[];
+  /** GPUs to pin tensor workers to (CUDA_VISIBLE_DEVICES), 0 for none. */
+  gpus: number;
+  progress: ProgressSink;
+  /** How long to wait before looking again at a task another process is running. */
+  busyRetryMs?: number;
+}
+
+export interface Failure {
+  task: Task;
+  message: string;
+  detail?: string;
+}
+
+export interface RunSummary {
+  ran: number;
+  cached: number;
+  failed: number;
+  skipped: number;
+  /** Tasks left for a later run because the run was stopped. */
+  notRun: number;
+  interrupted: boolean;
+  wallMs: number;
+  failures: Failure[];
+}
+
+/** The tasks the named stages need: those stages' tasks and everything upstream of them. */
+export function selectTasks(tasks: Task[], only?: Stage[]): Task[] {
+  if (!only || only.length === 0) return tasks;
+  const byKey = new Map(tasks.map((t) => [t.key, t]));
+  const wanted = new Set<string>();
+  const stack = tasks.filter((t) => only.includes(t.stage)).map((t) => t.key);
+  while (stack.length > 0) {
+    const key = stack.pop()!;
+    if (wanted.has(key)) continue;
+    wanted.add(key);
+    for (const input of byKey.get(key)?.inputs ?? []) stack.push(input);
+  }
+  return tasks.filter((t) => wanted.has(t.key));
+}
+
+/**
+ * Runs a plan's tasks on two bounded pools of worker processes. A task
+ * starts as soon as its inputs exist, most-downstream first; a failure skips
+ * its dependants and the rest goes on (unless fail-fast).
+ */
+export class Executor {
+  private readonly queues: Record<Pool, PQueue>;
+  private readonly pools: Record<Pool, WorkerPool>;
+  private readonly dependants = new Map<string, Task[]>();
+  private readonly waitingOn = new Map<string, number>();
+  private readonly attempts = new Map<string, number>();
+  private readonly settled = new Set<string>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private summary: RunSummary = { ran: 0, cached: 0, failed: 0, skipped: 0, notRun: 0, interrupted: false, wallMs: 0, failures: [] };
+  private remaining = 0;
+  private running = 0;
+  private stopped = false;
+  private finish?: () => void;
+
+  constructor(private readonly options: ExecutorOptions) {
+    const { workers } = options;
+    this.queues = { gpu: new PQueue({ concurrency: workers.gpu }), cpu: new PQueue({ concurrency: workers.cpu }) };
+    this.pools = { gpu: this.createPool('gpu', workers.gpu), cpu: this.createPool('cpu', workers.cpu) };
+  }
+
+  private createPool(pool: Pool, size: number): WorkerPool {
+    const { plan, store, events, progress, pluginModules, gpus } = this.options;
+    const setup: WorkerSetup = { pluginModules, manifestDir: plan.manifestDir, cacheRoot: store.root, eventsFile: events.file, runPid: process.pid };
+    return new WorkerPool(size, (slot) => {
+      const env: NodeJS.ProcessEnv = { ...process.env, SALGRID_WORKER_POOL: pool, SALGRID_WORKER_SLOT: String(slot) };
+      if (pool === 'gpu' && gpus > 0) env.CUDA_VISIBLE_DEVICES = String(slot % gpus);
+      return new WorkerProcess(setup, env, {
+        progress: (key, done, total, note) => progress.taskProgress(key, done, total, note),
+        warn: (key, message) => progress.warn(key, message),
+        output: (line) => progress.output(line),
+      });
+    });
+  }
+
+  async run(): Promise<RunSummary> {
+    const started = Date.now();
+    const tasks = selectTasks(this.options.plan.tasks, this.options.only);
+    const pending = tasks.filter((t) => !t.cached);
+    const pendingKeys = new Set(pending.map((t) => t.key));
+    for (const task of pending) {
+      this.waitingOn.set(task.key, task.inputs.filter((k) => pendingKeys.has(k)).length);
+      for (const input of task.inputs) {
+        if (!pendingKeys.has(input)) continue;
+        const list = this.dependants.get(input) ?? [];
+        list.push(task);
+        this.dependants.set(input, list);
+      }
+    }
+    this.summary.cached = tasks.length - pending.length;
+    this.remaining = pending.length;
+    this.options.progress.begin(tasks);
+    const finished = new Promise<void>((resolve) => (this.finish = resolve));
+    for (const task of pending) if (this.waitingOn.get(task.key) === 0) this.schedule(task);
+    this.checkFinished();
+    await finished;
+    this.pools.gpu.closeAll();
+    this.pools.cpu.closeAll();
+    this.summary.notRun = this.remaining;
+    this.summary.wallMs = Date.now() - started;
+    this.options.progress.end(this.summary);
+    return this.summary;
+  }
+
+  /** First Ctrl-C: start nothing new; running tasks finish. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.summary.interrupted = true;
+    for (const queue of Object.values(this.queues)) queue.clear();
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers.clear();
+    this.options.events.append({ type: 'interrupt', run: process.pid, message: `stopping: ${this.running} running task(s) will finish` });
+    this.checkFinished();
+  }
+
+  /** Second Ctrl-C: running tasks are told to checkpoint and stop; workers that do not are killed. */
+  abort(): void {
+    this.stop();
+    for (const pool of Object.values(this.pools)) for (const worker of pool.all()) worker.abort();
+    const timer = setTimeout(() => {
+      for (const pool of Object.values(this.pools)) for (const worker of pool.all()) worker.kill();
+    }, 10_000);
+    timer.unref();
+  }
+
+  private schedule(task: Task): void {
+    if (this.stopped) return;
+    void this.queues[task.pool].add(() => this.execute(task), { priority: STAGE_DEPTH[task.stage] });
+  }
+
+  private async execute(task: Task): Promise<void> {
+    if (this.stopped) return;
+    const pool = this.pools[task.pool];
+    const worker = pool.acquire();
+    const attempt = (this.attempts.get(task.key) ?? 0) + 1;
+    this.attempts.set(task.key, attempt);
+    this.running++;
+    this.options.progress.taskStarted(task);
+    try {
+      const outcome = await worker.run(task, attempt);
+      if (outcome.status === 'busy') {
+        // Another process runs it: look again later, without counting an attempt.
+        this.attempts.set(task.key, attempt - 1);
+        this.options.progress.taskWaiting(task);
+        const timer = setTimeout(() => {
+          this.timers.delete(timer);
+          this.schedule(task);
+          this.checkFinished();
+        }, this.options.busyRetryMs ?? 500);
+        this.timers.add(timer);
+        return;
+      }
+      if (outcome.status === 'cached') {
+        this.summary.cached++;
+        this.options.events.append({ type: 'cached', key: task.key, stage: task.stage, run: process.pid });
+      } else {
+        this.summary.ran++;
+      }
+      this.options.progress.taskFinished(task, outcome.status, outcome.ms);
+      this.complete(task);
+    } catch (error) {
+      const userError = error instanceof TaskError && error.userError;
+      const message = error instanceof Error ? error.message : String(error);
+      if (!userError && attempt <= this.options.retries && !this.stopped) {
+        this.options.events.append({ type: 'retry', key: task.key, stage: task.stage, run: process.pid, attempt, message });
+        this.options.progress.taskRetry(task, message);
+        this.schedule(task);
+      } else {
+        this.fail(task, message, error instanceof TaskError ? error.detail : undefined);
+      }
+    } finally {
+      pool.release(worker);
+      this.running--;
+      this.checkFinished();
+    }
+  }
+
+  private complete(task: Task): void {
+    this.settle(task);
+    for (const dependant of this.dependants.get(task.key) ?? []) {
+      const left = this.waitingOn.get(dependant.key)! - 1;
+      this.waitingOn.set(dependant.key, left);
+      if (left === 0 && !this.settled.has(dependant.key)) this.schedule(dependant);
+    }
+  }
+
+  private settle(task: Task): void {
+    if (this.settled.has(task.key)) return;
+    this.settled.add(task.key);
+    this.remaining--;
+  }
+
+  private fail(task: Task, message: string, detail?: string): void {
+    this.settle(task);
+    this.summary.failed++;
+    this.summary.failures.push({ task, message, detail });
+    this.options.events.append({ type: 'fail', key: task.key, stage: task.stage, run: process.pid, message });
+    this.options.progress.taskFailed(task, message);
+    const stack = [...(this.dependants.get(task.key) ?? [])];
+    while (stack.length > 0) {
+      const dependant = stack.pop()!;
+      if (this.settled.has(dependant.key)) continue;
+      this.settle(dependant);
+      this.summary.skipped++;
+      this.options.events.append({ type: 'skip', key: dependant.key, stage: dependant.stage, run: process.pid, message: `input ${task.stage} ${task.key.slice(0, 10)} failed` });
+      this.options.progress.taskSkipped(dependant);
+      stack.push(...(this.dependants.get(dependant.key) ?? []));
+    }
+    if (this.options.failFast) this.stop();
+  }
+
+  private checkFinished(): void {
+    if (this.remaining === 0 || (this.stopped && this.running === 0 && this.timers.size === 0)) this.finish?.();
+  }
+}

@@ -1,0 +1,224 @@
+import { Listr, type DefaultRenderer, type ListrTaskWrapper, type SimpleRenderer } from 'listr2';
+import type { Task } from '../plan/planner.ts';
+import { STAGES, type Stage } from '../plan/stages.ts';
+import type { RunSummary } from './executor.ts';
+import type { TaskStatus } from './run-task.ts';
+
+/** Where the executor reports what happens. */
+export interface ProgressSink {
+  begin(tasks: Task[]): void;
+  taskStarted(task: Task): void;
+  taskWaiting(task: Task): void;
+  taskProgress(key: string, done: number, total: number, note?: string): void;
+  taskFinished(task: Task, status: TaskStatus, ms?: number): void;
+  taskRetry(task: Task, message: string): void;
+  taskFailed(task: Task, message: string): void;
+  taskSkipped(task: Task): void;
+  warn(key: string, message: string): void;
+  output(line: string): void;
+  end(summary: RunSummary): Promise<void> | void;
+}
+
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)}ms`;
+  const seconds = ms / 1000;
+  if (seconds < 60) return `${seconds.toFixed(1)}s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return `${minutes}m ${Math.round(seconds % 60)}s`;
+  return `${Math.floor(minutes / 60)}h ${minutes % 60}m`;
+}
+
+/** Counts per stage, with an ETA from the mean time of the tasks finished so far. */
+class StageTally {
+  readonly total = new Map<Stage, number>();
+  readonly settled = new Map<Stage, number>();
+  readonly failed = new Map<Stage, number>();
+  readonly durations = new Map<Stage, number[]>();
+  readonly running = new Map<string, Task>();
+  readonly byKey = new Map<string, Task>();
+
+  constructor(private readonly concurrency: (stage: Stage) => number) {}
+
+  begin(tasks: Task[]): void {
+    for (const task of tasks) {
+      this.byKey.set(task.key, task);
+      this.total.set(task.stage, (this.total.get(task.stage) ?? 0) + 1);
+      if (task.cached) this.bump(this.settled, task.stage);
+    }
+  }
+
+  bump(map: Map<Stage, number>, stage: Stage): void {
+    map.set(stage, (map.get(stage) ?? 0) + 1);
+  }
+
+  finished(task: Task, ms?: number): void {
+    this.running.delete(task.key);
+    this.bump(this.settled, task.stage);
+    if (ms !== undefined) this.durations.set(task.stage, [...(this.durations.get(task.stage) ?? []), ms]);
+  }
+
+  line(stage: Stage): string {
+    const total = this.total.get(stage) ?? 0;
+    const settled = this.settled.get(stage) ?? 0;
+    const failed = this.failed.get(stage) ?? 0;
+    const times = this.durations.get(stage) ?? [];
+    let eta = '';
+    if (times.length > 0 && settled < total) {
+      const mean = times.reduce((a, b) => a + b, 0) / times.length;
+      eta = `  ETA ${formatDuration((mean * (total - settled)) / Math.max(1, this.concurrency(stage)))}`;
+    }
+    return `${stage.padEnd(9)} ${String(settled).padStart(String(total).length)}/${total}${failed ? `  ${failed} failed` : ''}${eta}`;
+  }
+
+  stages(): Stage[] {
+    return STAGES.filter((s) => (this.total.get(s) ?? 0) > 0);
+  }
+}
+
+/** Plain lines, for logs, pipes and CI. */
+export class PlainProgress implements ProgressSink {
+  private readonly tally: StageTally;
+  private readonly lastProgress = new Map<string, number>();
+
+  constructor(
+    concurrency: (stage: Stage) => number,
+    private readonly write: (line: string) => void = (line) => process.stdout.write(`${line}\n`),
+  ) {
+    this.tally = new StageTally(concurrency);
+  }
+
+  begin(tasks: Task[]): void {
+    this.tally.begin(tasks);
+  }
+  taskStarted(task: Task): void {
+    this.tally.running.set(task.key, task);
+  }
+  taskWaiting(task: Task): void {
+    this.tally.running.delete(task.key);
+  }
+  taskProgress(key: string, done: number, total: number, note?: string): void {
+    const now = Date.now();
+    if (done < total && now - (this.lastProgress.get(key) ?? 0) < 5000) return;
+    this.lastProgress.set(key, now);
+    const task = this.tally.byKey.get(key);
+    this.write(`  ${task?.label ?? key}: ${done}/${total}${note ? ` ${note}` : ''}`);
+  }
+  taskFinished(task: Task, status: TaskStatus, ms?: number): void {
+    this.tally.finished(task, status === 'published' ? ms : undefined);
+    this.write(`${this.tally.line(task.stage)}  ${status === 'cached' ? 'cached' : 'done'}: ${task.label}${ms !== undefined ? ` (${formatDuration(ms)})` : ''}`);
+  }
+  taskRetry(task: Task, message: string): void {
+    this.tally.running.delete(task.key);
+    this.write(`  retrying ${task.label}: ${message}`);
+  }
+  taskFailed(task: Task, message: string): void {
+    this.tally.running.delete(task.key);
+    this.tally.bump(this.tally.failed, task.stage);
+    this.tally.bump(this.tally.settled, task.stage);
+    this.write(`${this.tally.line(task.stage)}  FAILED: ${task.label}: ${message}`);
+  }
+  taskSkipped(task: Task): void {
+    this.tally.bump(this.tally.settled, task.stage);
+  }
+  warn(key: string, message: string): void {
+    this.write(`  warning (${this.tally.byKey.get(key)?.label ?? key}): ${message}`);
+  }
+  output(line: string): void {
+    this.write(`  | ${line}`);
+  }
+  end(): void {}
+}
+
+/** A live listr2 display: a line per stage with done/total and ETA, running tasks and failures beneath. */
+export class ListrProgress implements ProgressSink {
+  private readonly tally: StageTally;
+  private readonly wrappers = new Map<Stage, ListrTaskWrapper<unknown, typeof DefaultRenderer, typeof SimpleRenderer>>();
+  private readonly resolvers = new Map<Stage, (error?: Error) => void>();
+  private readonly notes = new Map<string, string>();
+  private readonly failures = new Map<Stage, string[]>();
+  private listr?: Promise<unknown>;
+
+  constructor(concurrency: (stage: Stage) => number) {
+    this.tally = new StageTally(concurrency);
+  }
+
+  begin(tasks: Task[]): void {
+    this.tally.begin(tasks);
+    const list = new Listr<unknown, 'default', 'simple'>(
+      this.tally.stages().map((stage) => ({
+        title: this.tally.line(stage),
+        task: (_ctx, wrapper) => {
+          this.wrappers.set(stage, wrapper);
+          return new Promise<void>((resolve, reject) => {
+            this.resolvers.set(stage, (error) => (error ? reject(error) : resolve()));
+            this.refresh(stage);
+          });
+        },
+      })),
+      { concurrent: true, exitOnError: false, rendererOptions: { collapseSubtasks: false, collapseErrors: false } },
+    );
+    this.listr = list.run().catch(() => {});
+  }
+
+  private refresh(stage: Stage): void {
+    const wrapper = this.wrappers.get(stage);
+    if (!wrapper) return;
+    wrapper.title = this.tally.line(stage);
+    const running = [...this.tally.running.values()].filter((t) => t.stage === stage).map((t) => `${t.label}${this.notes.get(t.key) ? `  ${this.notes.get(t.key)}` : ''}`);
+    const failed = (this.failures.get(stage) ?? []).map((f) => `✖ ${f}`);
+    wrapper.output = [...failed.slice(-5), ...running].join('\n');
+    const total = this.tally.total.get(stage) ?? 0;
+    if ((this.tally.settled.get(stage) ?? 0) >= total) this.settleStage(stage);
+  }
+
+  private settleStage(stage: Stage, interrupted = false): void {
+    const resolve = this.resolvers.get(stage);
+    if (!resolve) return;
+    this.resolvers.delete(stage);
+    const failed = this.tally.failed.get(stage) ?? 0;
+    resolve(failed > 0 ? new Error(`${this.tally.line(stage)}  (${this.failures.get(stage)?.at(-1) ?? ''})`) : interrupted ? new Error(`${this.tally.line(stage)}  interrupted`) : undefined);
+  }
+
+  taskStarted(task: Task): void {
+    this.tally.running.set(task.key, task);
+    this.refresh(task.stage);
+  }
+  taskWaiting(task: Task): void {
+    this.tally.running.delete(task.key);
+    this.refresh(task.stage);
+  }
+  taskProgress(key: string, done: number, total: number, note?: string): void {
+    this.notes.set(key, `${done}/${total}${note ? ` ${note}` : ''}`);
+    const task = this.tally.byKey.get(key);
+    if (task) this.refresh(task.stage);
+  }
+  taskFinished(task: Task, status: TaskStatus, ms?: number): void {
+    this.tally.finished(task, status === 'published' ? ms : undefined);
+    this.refresh(task.stage);
+  }
+  taskRetry(task: Task, message: string): void {
+    this.tally.running.delete(task.key);
+    this.failures.set(task.stage, [...(this.failures.get(task.stage) ?? []), `retrying ${task.label}: ${message}`]);
+    this.refresh(task.stage);
+  }
+  taskFailed(task: Task, message: string): void {
+    this.tally.running.delete(task.key);
+    this.tally.bump(this.tally.failed, task.stage);
+    this.tally.bump(this.tally.settled, task.stage);
+    this.failures.set(task.stage, [...(this.failures.get(task.stage) ?? []), `${task.label}: ${message}`]);
+    this.refresh(task.stage);
+  }
+  taskSkipped(task: Task): void {
+    this.tally.bump(this.tally.settled, task.stage);
+    this.refresh(task.stage);
+  }
+  warn(key: string, message: string): void {
+    const task = this.tally.byKey.get(key);
+    if (task) this.failures.set(task.stage, [...(this.failures.get(task.stage) ?? []), `warning: ${message}`]);
+  }
+  output(): void {}
+  async end(summary: RunSummary): Promise<void> {
+    for (const stage of this.tally.stages()) this.settleStage(stage, summary.interrupted);
+    await this.listr;
+  }
+}

@@ -1,0 +1,208 @@
+import path from 'node:path';
+import type { Registry } from '../plugins/registry.ts';
+import type { JsonSchema, Params, PluginKind, TrainingConfig } from '../plugins/types.ts';
+import { createAjv, problemsFromAjv, type ValidateFunction } from './ajv.ts';
+import { expandAxes, findAxes, labelVariants } from './grid.ts';
+import { PLUGIN_LISTS, manifestSchema } from './schema.ts';
+import { ManifestSource, manifestError, type ManifestProblem } from './source.ts';
+import { closest } from './suggest.ts';
+
+/** One cell value along a plugin axis of the grid: a plugin with fully resolved params. */
+export interface Variant {
+  kind: PluginKind;
+  id: string;
+  version: string;
+  /** Unique among the variants of its kind; names it in tables, charts and plans. */
+  label: string;
+  params: Params;
+  /** Where the entry is in the manifest. */
+  pointer: string;
+}
+
+export interface ExcludeRule {
+  model?: string;
+  explainer?: string;
+  metric?: string;
+  fold?: number;
+}
+
+export interface ExecutionConfig {
+  backend: 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
+  gpus: 'auto' | number;
+  workers: { gpu: number; cpu: number };
+  retries: number;
+  executor: 'local';
+}
+
+export interface ResolvedManifest {
+  file: string;
+  dir: string;
+  name: string;
+  plugins: string[];
+  dataset: { source: string; version: string; params: Params; imageSize: [number, number] };
+  folds: { k: number; seed: number; stratify: boolean; validation: number; only?: number[] };
+  training: TrainingConfig;
+  models: Variant[];
+  explainers: Variant[];
+  metrics: Variant[];
+  exclude: ExcludeRule[];
+  execution: ExecutionConfig;
+  report: { charts: string[]; gallery: number };
+  /** The whole manifest with defaults filled in, as `salgrid plan --json` shows it. */
+  data: Record<string, unknown>;
+}
+
+const compiled = new WeakMap<object, ValidateFunction>();
+const ajv = createAjv();
+
+function validatorFor(schema: JsonSchema): ValidateFunction {
+  let validate = compiled.get(schema);
+  if (!validate) {
+    validate = ajv.compile(schema);
+    compiled.set(schema, validate);
+  }
+  return validate;
+}
+
+const coreSchema = manifestSchema();
+
+/**
+ * Reads, validates and expands a manifest. Every problem is collected and
+ * reported at once as file:line:col with a hint; nothing here touches data.
+ */
+export function resolveManifest(source: ManifestSource, registry: Registry): ResolvedManifest {
+  const data = source.data() as Record<string, unknown>;
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
+    throw manifestError(source, [{ pointer: '', message: 'a manifest must be a YAML mapping (name:, dataset:, models:, …)' }]);
+  }
+  const validateCore = validatorFor(coreSchema);
+  const problems: ManifestProblem[] = [];
+  if (!validateCore(data)) problems.push(...problemsFromAjv(validateCore.errors));
+
+  const dataset = (data.dataset ?? {}) as { source?: unknown; params?: Params; imageSize?: [number, number] };
+  let datasetVersion = '';
+  if (typeof dataset.source === 'string') {
+    const plugin = lookup(registry, 'dataset', dataset.source, '/dataset/source', problems);
+    if (plugin) {
+      datasetVersion = plugin.version;
+      const params = (dataset.params ??= {});
+      const validate = validatorFor(plugin.params);
+      if (!validate(params)) problems.push(...problemsFromAjv(validate.errors, '/dataset/params'));
+    }
+  }
+
+  const variants: Record<string, Variant[]> = {};
+  for (const [section, kind] of Object.entries(PLUGIN_LISTS)) {
+    variants[section] = expandSection(data[section], section, kind, registry, problems);
+  }
+  const exclude = ((data.exclude ?? []) as ExcludeRule[]).filter((rule) => typeof rule === 'object' && rule !== null);
+  checkExcludes(exclude, variants, problems);
+  const folds = (data.folds ?? {}) as ResolvedManifest['folds'];
+  for (const [i, fold] of (folds.only ?? []).entries()) {
+    if (typeof fold === 'number' && fold > folds.k) problems.push({ pointer: `/folds/only/${i}`, message: `fold ${fold} does not exist with k = ${folds.k}; use 1…${folds.k}` });
+  }
+
+  if (problems.length > 0) throw manifestError(source, problems);
+
+  const resolvedData = structuredClone(data);
+  for (const section of Object.keys(PLUGIN_LISTS)) {
+    resolvedData[section] = variants[section].map((v) => ({ id: v.id, label: v.label, params: v.params }));
+  }
+  return {
+    file: source.file,
+    dir: path.dirname(path.resolve(source.file)),
+    name: data.name as string,
+    plugins: (data.plugins ?? []) as string[],
+    dataset: { source: dataset.source as string, version: datasetVersion, params: dataset.params ?? {}, imageSize: dataset.imageSize as [number, number] },
+    folds,
+    training: data.training as TrainingConfig,
+    models: variants.models,
+    explainers: variants.explainers,
+    metrics: variants.metrics,
+    exclude,
+    execution: data.execution as ExecutionConfig,
+    report: data.report as ResolvedManifest['report'],
+    data: resolvedData,
+  };
+}
+
+function lookup(registry: Registry, kind: PluginKind, id: string, pointer: string, problems: ManifestProblem[]) {
+  if (registry.has(kind, id)) return registry.get(kind, id);
+  const known = registry.ids(kind);
+  const guess = closest(id, known);
+  problems.push({ pointer, message: `unknown ${kind} "${id}"${guess ? `; did you mean "${guess}"?` : ''} (known: ${known.join(', ') || 'none registered'})` });
+  return undefined;
+}
+
+interface Entry {
+  id: string;
+  name?: string;
+  params: Params;
+}
+
+function expandSection(list: unknown, section: string, kind: PluginKind, registry: Registry, problems: ManifestProblem[]): Variant[] {
+  if (!Array.isArray(list)) return [];
+  const drafts: (Omit<Variant, 'label'> & { name?: string; propertyOrder: string[] })[] = [];
+  list.forEach((raw: unknown, index) => {
+    const pointer = `/${section}/${index}`;
+    if (typeof raw !== 'string' && (typeof raw !== 'object' || raw === null || typeof (raw as Entry).id !== 'string')) return;
+    const entry: Entry = typeof raw === 'string' ? { id: raw, params: {} } : { ...(raw as Entry), params: (raw as Entry).params ?? {} };
+    const plugin = lookup(registry, kind, entry.id, typeof raw === 'string' ? pointer : `${pointer}/id`, problems);
+    if (!plugin) return;
+    const { fixed, axes } = findAxes(entry.params, plugin.params);
+    for (const axis of axes) {
+      if (axis.values.length === 0) problems.push({ pointer: `${pointer}/params${axis.pointerOf(0).replace(/\/0$/, '')}`, message: `grid axis "${axis.name}" has no values; give at least one` });
+    }
+    const validate = validatorFor(plugin.params);
+    for (const variant of expandAxes(fixed, axes)) {
+      if (!validate(variant.params)) problems.push(...problemsFromAjv(validate.errors, `${pointer}/params`, variant.mapPointer));
+      drafts.push({
+        kind,
+        id: entry.id,
+        version: plugin.version,
+        name: entry.name,
+        params: variant.params,
+        pointer,
+        propertyOrder: Object.keys((plugin.params.properties ?? {}) as object),
+      });
+    }
+  });
+  const labels = labelVariants(drafts);
+  const seen = new Map<string, string>();
+  const variants: Variant[] = [];
+  drafts.forEach((draft, i) => {
+    const label = labels[i];
+    const previous = seen.get(label);
+    if (previous !== undefined) {
+      problems.push({ pointer: draft.pointer, message: `this entry repeats ${section.slice(0, -1)} "${label}" of ${previous}; remove it, or give it a different name: or params` });
+      return;
+    }
+    seen.set(label, draft.pointer);
+    variants.push({ kind: draft.kind, id: draft.id, version: draft.version, label, params: draft.params, pointer: draft.pointer });
+  });
+  return variants;
+}
+
+function checkExcludes(rules: ExcludeRule[], variants: Record<string, Variant[]>, problems: ManifestProblem[]): void {
+  const axes = { model: variants.models, explainer: variants.explainers, metric: variants.metrics } as const;
+  rules.forEach((rule, i) => {
+    for (const field of ['model', 'explainer', 'metric'] as const) {
+      const value = rule[field];
+      if (typeof value !== 'string') continue;
+      const options = axes[field];
+      if (!options.some((v) => v.label === value || v.id === value)) {
+        const known = [...new Set(options.flatMap((v) => [v.label, v.id]))];
+        const guess = closest(value, known);
+        problems.push({
+          pointer: `/exclude/${i}/${field}`,
+          message: `no ${field} "${value}" in this grid${guess ? `; did you mean "${guess}"?` : ''} (known: ${known.join(', ') || 'none'})`,
+        });
+      }
+    }
+  });
+}
+
+/** Whether a rule value names a variant (by label or plugin id). */
+export function matchesVariant(value: string | undefined, variant: Variant | undefined): boolean {
+  return value === undefined || (variant !== undefined && (value === variant.label || value === variant.id));
+}

@@ -1,0 +1,224 @@
+import type { Registry } from '../plugins/registry.ts';
+import type { JsonSchema, PluginKind } from '../plugins/types.ts';
+
+export const SCHEMA_DIALECT = 'https://json-schema.org/draft/2020-12/schema';
+
+/** The manifest sections that list plugins, and the kind each one takes. */
+export const PLUGIN_LISTS = { models: 'architecture', explainers: 'explainer', metrics: 'metric' } as const satisfies Record<string, PluginKind>;
+
+const integer = (minimum: number, fallback: number, description: string) => ({ type: 'integer', minimum, default: fallback, description });
+
+function pluginEntry(kind: PluginKind, idSchema: JsonSchema): JsonSchema {
+  return {
+    type: ['string', 'object'],
+    description: `A ${kind} plugin: its id, or { id, params, name }.`,
+    if: { type: 'string' },
+    then: idSchema,
+    else: {
+      required: ['id'],
+      additionalProperties: false,
+      properties: {
+        id: idSchema,
+        name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._+-]*$', description: 'Label of this entry in tables and charts (default: the id plus the params that tell its variants apart).' },
+        params: { type: 'object', default: {}, description: `Params of the ${kind}; a list where the param takes no list, or { grid: [...] }, makes a grid axis.` },
+      },
+    },
+  };
+}
+
+const OPTIMIZER = {
+  type: 'object',
+  description: 'One optimizer: { sgd: {...} } or { adam: {...} }.',
+  minProperties: 1,
+  maxProperties: 1,
+  additionalProperties: false,
+  default: { sgd: { learningRate: 0.001, momentum: 0.9 } },
+  properties: {
+    sgd: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        learningRate: { type: 'number', exclusiveMinimum: 0, default: 0.001 },
+        momentum: { type: 'number', minimum: 0, default: 0.9 },
+        nesterov: { type: 'boolean', default: false },
+        weightDecay: { type: 'number', minimum: 0, default: 0 },
+      },
+    },
+    adam: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        learningRate: { type: 'number', exclusiveMinimum: 0, default: 0.001 },
+        beta1: { type: 'number', minimum: 0, exclusiveMaximum: 1, default: 0.9 },
+        beta2: { type: 'number', minimum: 0, exclusiveMaximum: 1, default: 0.999 },
+        epsilon: { type: 'number', exclusiveMinimum: 0, default: 1e-7 },
+        weightDecay: { type: 'number', minimum: 0, default: 0 },
+      },
+    },
+  },
+};
+
+/**
+ * The manifest's JSON Schema. With `plugins`, ids are restricted to the
+ * registered ones and each entry's params checked against its plugin's
+ * schema (grid axes allowed): the composed schema editors and `salgrid
+ * schema` use. Without, params are free objects, checked per plugin later.
+ */
+export function manifestSchema(registry?: Registry): JsonSchema {
+  const ids = (kind: PluginKind): JsonSchema => (registry ? { type: 'string', enum: registry.ids(kind) } : { type: 'string', minLength: 1 });
+  const entries = (kind: PluginKind, description: string, minItems: number): JsonSchema => ({
+    type: 'array',
+    description,
+    minItems,
+    ...(minItems === 0 ? { default: [] } : {}),
+    items: registry ? withPluginParams(pluginEntry(kind, ids(kind)), registry, kind) : pluginEntry(kind, ids(kind)),
+  });
+  const cellValue = { type: 'string', description: 'A plugin id or variant label.' };
+  const dataset: JsonSchema = {
+    type: 'object',
+    description: 'Where the images come from.',
+    required: ['source'],
+    additionalProperties: false,
+    properties: {
+      source: { ...ids('dataset'), description: 'A dataset plugin.' },
+      params: { type: 'object', default: {}, description: 'Params of the dataset plugin (paths are relative to the manifest).' },
+      imageSize: { type: 'array', items: { type: 'integer', minimum: 8 }, minItems: 2, maxItems: 2, default: [224, 224], description: 'Model input size [height, width].' },
+    },
+  };
+  if (registry) Object.assign(dataset, withPluginParams({}, registry, 'dataset', 'source'));
+  return {
+    $schema: SCHEMA_DIALECT,
+    title: 'salgrid manifest',
+    description: 'A sweep: architectures × saliency methods × metrics × cross-validation folds.',
+    type: 'object',
+    required: ['name', 'dataset', 'models'],
+    additionalProperties: false,
+    properties: {
+      $schema: { type: 'string', description: 'Schema for editors (YAML language server modeline).' },
+      name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$', description: 'Names the sweep folder runs/<name>/.' },
+      description: { type: 'string' },
+      plugins: { type: 'array', items: { type: 'string', minLength: 1 }, default: [], description: 'Third-party plugin modules: paths (relative to the manifest) or package names.' },
+      dataset,
+      folds: {
+        type: 'object',
+        additionalProperties: false,
+        default: {},
+        description: 'Cross-validation folds.',
+        properties: {
+          k: integer(2, 5, 'Number of folds.'),
+          seed: integer(0, 1, 'Seed of the fold assignment.'),
+          stratify: { type: 'boolean', default: true, description: 'Keep each class’s share equal across folds.' },
+          validation: { type: 'number', minimum: 0, maximum: 0.9, default: 0.15, description: 'Share of each training part held out for validation.' },
+          only: { type: 'array', items: { type: 'integer', minimum: 1 }, minItems: 1, description: 'Run only these folds (1-based).' },
+        },
+      },
+      training: {
+        type: 'object',
+        additionalProperties: false,
+        default: {},
+        description: 'How every model is trained.',
+        properties: {
+          epochs: integer(1, 10, 'Training epochs.'),
+          batchSize: integer(1, 8, 'Images per training step.'),
+          seed: integer(0, 1, 'Seed of weight init, shuffling and augmentation.'),
+          optimizer: OPTIMIZER,
+          schedule: {
+            type: 'object',
+            additionalProperties: false,
+            description: 'Learning-rate schedule.',
+            properties: {
+              stepLR: {
+                type: 'object',
+                additionalProperties: false,
+                properties: { stepSize: integer(1, 7, 'Epochs between decays.'), gamma: { type: 'number', exclusiveMinimum: 0, default: 0.1 } },
+              },
+            },
+          },
+          augment: {
+            type: 'object',
+            additionalProperties: false,
+            description: 'Training-time augmentation (never applied at explain time).',
+            properties: {
+              rotate: { type: 'number', minimum: 0, maximum: 180, default: 0, description: 'Random rotation ± degrees.' },
+              flip: { enum: ['none', 'horizontal', 'vertical', 'both'], default: 'none' },
+            },
+          },
+          pretrained: { type: 'string', default: 'none', description: '`imagenet`, `none`, or a path to a .pth or tfjs model.json.' },
+          freezeEpochs: { type: 'integer', minimum: 0, default: 0, description: 'Epochs that train the new head alone first.' },
+          classWeights: { type: 'boolean', default: false, description: 'Weight the loss by inverse class frequency.' },
+        },
+      },
+      models: entries('architecture', 'CNN architectures to train on every fold.', 1),
+      explainers: entries('explainer', 'Saliency methods applied to every trained model.', 0),
+      metrics: entries('metric', 'Measures applied to every saliency map.', 0),
+      exclude: {
+        type: 'array',
+        default: [],
+        description: 'Grid cells to leave out, e.g. { model: mobilenet-v2, explainer: scorecam }.',
+        items: {
+          type: 'object',
+          additionalProperties: false,
+          minProperties: 1,
+          properties: { model: cellValue, explainer: cellValue, metric: cellValue, fold: { type: 'integer', minimum: 1 } },
+        },
+      },
+      execution: {
+        type: 'object',
+        additionalProperties: false,
+        default: {},
+        description: 'Where and how tasks run.',
+        properties: {
+          backend: { enum: ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'], default: 'auto', description: 'TensorFlow.js backend.' },
+          gpus: { anyOf: [{ const: 'auto' }, { type: 'integer', minimum: 0 }], default: 'auto', description: 'GPUs to use (auto: all that nvidia-smi lists).' },
+          workers: {
+            type: 'object',
+            additionalProperties: false,
+            default: {},
+            properties: {
+              gpu: integer(1, 1, 'Concurrent tensor tasks (train, predict, explain, perturbation metrics).'),
+              cpu: integer(1, 2, 'Concurrent cpu tasks (index, split, map-only metrics, aggregate, report).'),
+            },
+          },
+          retries: integer(0, 1, 'Retries of a task whose worker crashed or failed unexpectedly.'),
+          executor: { enum: ['local'], default: 'local', description: 'Where tasks run.' },
+        },
+      },
+      report: {
+        type: 'object',
+        additionalProperties: false,
+        default: {},
+        description: 'The HTML report.',
+        properties: {
+          charts: { type: 'array', items: { type: 'string' }, default: [], description: 'Chart plugins, in order (default: all that have data).' },
+          gallery: integer(0, 3, 'Test images per class shown in the gallery.'),
+        },
+      },
+    },
+  };
+}
+
+/** Adds, for every plugin of a kind, a rule checking `params` against that plugin's schema. */
+function withPluginParams(entry: JsonSchema, registry: Registry, kind: PluginKind, idField = 'id'): JsonSchema {
+  const rules = registry.all(kind).map((plugin) => ({
+    if: { type: 'object', required: [idField], properties: { [idField]: { const: plugin.id } } },
+    then: { properties: { params: axisified(plugin.params) } },
+  }));
+  return rules.length === 0 ? entry : { ...entry, allOf: rules };
+}
+
+/** A params schema in which every property also accepts a list of values or { grid: [...] } (grid axes). */
+export function axisified(params: JsonSchema): JsonSchema {
+  const properties = (params.properties ?? {}) as Record<string, JsonSchema>;
+  const wrapped: Record<string, JsonSchema> = {};
+  for (const [name, property] of Object.entries(properties)) {
+    wrapped[name] = {
+      ...(property.description ? { description: property.description } : {}),
+      anyOf: [
+        property,
+        { type: 'array', items: property, minItems: 1, description: 'Grid axis: one variant per value.' },
+        { type: 'object', required: ['grid'], additionalProperties: false, properties: { grid: { type: 'array', items: property, minItems: 1 } } },
+      ],
+    };
+  }
+  return { ...params, properties: wrapped };
+}

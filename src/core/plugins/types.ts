@@ -1,0 +1,201 @@
+/**
+ * The plugin API: what a dataset, architecture, explainer or metric plugin
+ * declares and the functions its stage calls. Core code depends on these
+ * types only, never on a particular plugin.
+ */
+
+export type JsonSchema = Record<string, unknown>;
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+export type Params = Record<string, Json>;
+
+export const PLUGIN_KINDS = ['dataset', 'architecture', 'explainer', 'metric', 'chart'] as const;
+export type PluginKind = (typeof PLUGIN_KINDS)[number];
+
+export interface PluginInfo {
+  kind: PluginKind;
+  /** Lower-case id used in manifests, e.g. `gradcam`. */
+  id: string;
+  /** Bumped whenever the plugin's output for the same inputs changes: it is part of every cache key. */
+  version: string;
+  /** One line for `salgrid plugins`. */
+  description: string;
+  /**
+   * JSON Schema (draft 2020-12) of the plugin's params: an object schema whose
+   * properties carry defaults. Each property schema must stand on its own (no
+   * `$ref` to the root), because grid axes are detected per property.
+   */
+  params: JsonSchema;
+}
+
+/** Services every stage function gets. */
+export interface TaskContext<P = Params> {
+  params: P;
+  /** The task's staging folder: everything written here becomes the artifact when the task succeeds. It survives a crash, so long tasks checkpoint into it and resume. */
+  out: string;
+  /** Folder of the manifest, against which relative paths in params resolve. */
+  manifestDir: string;
+  /** Reports progress of a long task (images done, epochs…). */
+  progress(done: number, total: number, note?: string): void;
+  /** A warning shown to the user and recorded in the run's events. */
+  warn(message: string): void;
+  /** Aborted when the user insists on stopping (second Ctrl-C): checkpoint and return or throw. */
+  signal: AbortSignal;
+  /** Writes a file inside `out` atomically (temp file + rename), so a kill never leaves half a file. */
+  writeFile(relativePath: string, data: string | Uint8Array): Promise<void>;
+}
+
+// ---------------------------------------------------------------- datasets
+
+export interface DatasetItem {
+  /** Stable id, unique within the dataset (e.g. `CG/img001.png`). */
+  id: string;
+  /** Index into `classes`. */
+  label: number;
+  /**
+   * Path of the image. Plugins give absolute paths (files they generate go
+   * inside `ctx.out`); the index stage stores them portably, and
+   * `FoldData.resolve` turns them back into absolute paths.
+   */
+  image: string;
+  /** Path of the item's layer map, if there is one. */
+  layerMap?: string;
+  sha256?: string;
+  width?: number;
+  height?: number;
+}
+
+export interface PredefinedFold {
+  train: string[];
+  val: string[];
+  test: string[];
+}
+
+export interface DatasetIndex {
+  classes: string[];
+  items: DatasetItem[];
+  /** Set by datasets that come split already (e.g. `kfold-folders`). */
+  folds?: PredefinedFold[];
+}
+
+export interface DatasetPlugin<P = Params> extends PluginInfo {
+  kind: 'dataset';
+  /**
+   * The files whose contents define the dataset (absolute paths). Their
+   * SHA-256 hashes key the index task, so editing an image re-indexes. Throw
+   * a `MissingInputError` naming the path when the data is absent. Datasets
+   * generated from params alone return [].
+   */
+  inputFiles(params: P, manifestDir: string): Promise<string[]>;
+  /** Lists the dataset. Generated datasets write their files into `ctx.out`. */
+  index(ctx: TaskContext<P> & { files: FileRecord[] }): Promise<DatasetIndex>;
+}
+
+export interface FileRecord {
+  path: string;
+  sha256: string;
+  size: number;
+}
+
+// ---------------------------------------------------------------- stage inputs
+
+export interface TrainingConfig {
+  epochs: number;
+  batchSize: number;
+  seed: number;
+  optimizer: Params;
+  schedule?: Params;
+  augment?: Params;
+  pretrained: string;
+  [key: string]: Json | undefined;
+}
+
+/** One fold's view of the dataset, as train/predict/explain/score see it. */
+export interface FoldData {
+  fold: number;
+  classes: string[];
+  train: DatasetItem[];
+  val: DatasetItem[];
+  test: DatasetItem[];
+  /** Absolute path of an item's image or layer map. */
+  resolve(path: string): string;
+  imageSize: [number, number];
+}
+
+export interface ModelRef {
+  id: string;
+  params: Params;
+  /** Folder of the train artifact. */
+  dir: string;
+}
+
+export interface TrainContext<P = Params> extends TaskContext<P> {
+  data: FoldData;
+  training: TrainingConfig;
+}
+
+export interface PredictContext<P = Params> extends TaskContext<P> {
+  data: FoldData;
+  modelDir: string;
+}
+
+export interface Prediction {
+  id: string;
+  /** One probability per class, in the order of `data.classes`. */
+  probabilities: number[];
+}
+
+export interface ArchitecturePlugin<P = Params> extends PluginInfo {
+  kind: 'architecture';
+  /** Trains on `data.train` (validating on `data.val`) and writes the model into `ctx.out`. */
+  train(ctx: TrainContext<P>): Promise<void>;
+  /** Class probabilities for `data.test`. */
+  predict(ctx: PredictContext<P>): Promise<Prediction[]>;
+}
+
+export interface ExplainContext<P = Params> extends TaskContext<P> {
+  data: FoldData;
+  model: ModelRef & { plugin: ArchitecturePlugin };
+  /** The images to explain (the fold's test set). */
+  items: DatasetItem[];
+}
+
+export interface ExplainerPlugin<P = Params> extends PluginInfo {
+  kind: 'explainer';
+  /** Writes one map per item into `ctx.out`, one at a time, skipping maps a previous attempt already wrote. */
+  explain(ctx: ExplainContext<P>): Promise<void>;
+}
+
+export type ScoreValue = number | string | boolean | null;
+export interface ScoreRow {
+  /** The item id. */
+  id: string;
+  [measure: string]: ScoreValue;
+}
+
+export interface ScoreContext<P = Params> extends TaskContext<P> {
+  data: FoldData;
+  items: DatasetItem[];
+  /** Folder of the explain artifact holding the maps. */
+  mapsDir: string;
+  explainer: { id: string; params: Params };
+  /** Present when the metric declares `needsModel`. */
+  model?: ModelRef & { plugin: ArchitecturePlugin };
+}
+
+export interface MetricPlugin<P = Params> extends PluginInfo {
+  kind: 'metric';
+  /** Perturbation metrics call the model: they run in the gpu pool. */
+  needsModel?: boolean;
+  /** One row per item. */
+  score(ctx: ScoreContext<P>): Promise<ScoreRow[]>;
+}
+
+export interface ChartPlugin<P = Params> extends PluginInfo {
+  kind: 'chart';
+  /** A Vega-Lite spec built from the sweep's result tables, or null when the tables hold nothing to draw. */
+  spec(tables: Record<string, Record<string, ScoreValue>[]>, params: P): Record<string, unknown> | null;
+}
+
+export type Plugin = DatasetPlugin<any> | ArchitecturePlugin<any> | ExplainerPlugin<any> | MetricPlugin<any> | ChartPlugin<any>;
+
+export type PluginOfKind<K extends PluginKind> = Extract<Plugin, { kind: K }>;

@@ -1,0 +1,71 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { seededRandom } from '../src/core/random.ts';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const BIN = path.join(ROOT, 'bin', 'salgrid.js');
+export const FIXTURE_PLUGINS = path.join(ROOT, 'test', 'fixtures', 'plugins', 'points.ts');
+
+export function tempDir(prefix = 'salgrid-test-'): string {
+  return mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/** Writes a points dataset: `perClass` JSON vectors per class, each class with its own mean. */
+export function makePointsDataset(dir: string, options: { classes?: number; perClass?: number; dims?: number; seed?: number } = {}): void {
+  const { classes = 3, perClass = 6, dims = 8, seed = 7 } = options;
+  const random = seededRandom(seed);
+  for (let c = 0; c < classes; c++) {
+    const folder = path.join(dir, `class${c}`);
+    mkdirSync(folder, { recursive: true });
+    for (let i = 0; i < perClass; i++) {
+      const vector = Array.from({ length: dims }, (_, d) => Number(((d % classes === c ? 2 : 0) + random()).toFixed(4)));
+      writeFileSync(path.join(folder, `item${String(i).padStart(2, '0')}.json`), JSON.stringify(vector));
+    }
+  }
+}
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+const baseEnv = { ...process.env, CI: '1', NO_COLOR: '1' };
+
+export function cli(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}): CliResult {
+  const result = spawnSync(process.execPath, [BIN, ...args], { cwd, encoding: 'utf8', env: { ...baseEnv, ...env }, timeout: 120_000 });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+export function cliAsync(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}): { child: ChildProcess; done: Promise<CliResult> } {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd, env: { ...baseEnv, ...env } });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const done = new Promise<CliResult>((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
+  return { child, done };
+}
+
+/** A sweep manifest over the fixture plugins. */
+export function fixtureManifest(options: { name?: string; data?: string; extra?: string; models?: string; explainers?: string; metrics?: string; workers?: string; k?: number } = {}): string {
+  return `name: ${options.name ?? 'demo'}
+plugins: [${FIXTURE_PLUGINS}]
+dataset:
+  source: points
+  params: { dir: ${options.data ?? 'data'} }
+  imageSize: [8, 8]
+folds: { k: ${options.k ?? 3}, seed: 1, validation: 0.2 }
+training: { epochs: 3 }
+models:
+${options.models ?? '  - centroid'}
+explainers:
+${options.explainers ?? '  - difference\n  - { id: difference, params: { power: 2 } }'}
+metrics:
+${options.metrics ?? '  - mass\n  - deletion'}
+execution: { workers: ${options.workers ?? '{ gpu: 1, cpu: 2 }'} }
+${options.extra ?? ''}`;
+}
