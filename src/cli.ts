@@ -6,6 +6,12 @@ import { registerPlan } from './cli/plan.ts';
 import { EXIT, registerRun } from './cli/run.ts';
 import { registerTask } from './cli/task.ts';
 
+// A closed pipe (`salgrid plan --json | head`) is the reader's choice, not an error.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(0);
+  throw error;
+});
+
 const program = new Command('salgrid')
   .description('Declarative saliency sweeps: architectures × explainers × metrics × folds, cached and resumable.')
   .version('0.1.0')

@@ -54,7 +54,7 @@ export function registerPlan(program: Command): void {
       if (options.json) return printJson(planJson(sweep, plan, Boolean(options.why)));
       if (options.dot) return print(planToDot(plan).trimEnd());
       print(planHeadline(plan));
-      if (plan.missingData) print(`data missing: ${plan.missingData} — counts are the grid's; nothing can run until the data is there.`);
+      if (plan.missingData) print(`data missing: ${plan.missingData.replace(/\.$/, '')} — the counts are the grid's; nothing can run until the data is there.`);
       print(planTable(plan));
       if (options.why) {
         const answers = explainReruns(plan.tasks, sweep.store);

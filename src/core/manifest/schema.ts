@@ -91,7 +91,7 @@ export function manifestSchema(registry?: Registry): JsonSchema {
     title: 'salgrid manifest',
     description: 'A sweep: architectures × saliency methods × metrics × cross-validation folds.',
     type: 'object',
-    required: ['name', 'dataset', 'models'],
+    required: ['name', 'dataset'],
     additionalProperties: false,
     properties: {
       $schema: { type: 'string', description: 'Schema for editors (YAML language server modeline).' },
@@ -148,7 +148,7 @@ export function manifestSchema(registry?: Registry): JsonSchema {
           classWeights: { type: 'boolean', default: false, description: 'Weight the loss by inverse class frequency.' },
         },
       },
-      models: entries('architecture', 'CNN architectures to train on every fold.', 1),
+      models: entries('architecture', 'CNN architectures to train on every fold (none: a data-only sweep that indexes, splits and reports the folds).', 0),
       explainers: entries('explainer', 'Saliency methods applied to every trained model.', 0),
       metrics: entries('metric', 'Measures applied to every saliency map.', 0),
       exclude: {

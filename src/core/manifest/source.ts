@@ -32,11 +32,14 @@ export class ManifestSource {
     const document = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
     const source = new ManifestSource(file, text, document, lines);
     if (document.errors.length > 0) {
-      const details = document.errors.map((error) => {
+      // Later syntax errors mostly follow from the first: show a few.
+      const shown = document.errors.slice(0, 3).map((error) => {
         const { line, col } = lines.linePos(error.pos[0]);
         return `${file}:${line}:${col}: YAML syntax: ${error.message.split('\n')[0]}`;
       });
-      throw new UserError(`${details.length} YAML error${details.length > 1 ? 's' : ''} in ${file}; fix the syntax first.`, details);
+      const more = document.errors.length - shown.length;
+      if (more > 0) shown.push(`… and ${more} more YAML error${more > 1 ? 's' : ''} after these`);
+      throw new UserError(`YAML syntax error in ${file}; fix the first one shown (quote values with [ ] { } : or #).`, shown);
     }
     return source;
   }

@@ -165,7 +165,7 @@ export function expandTasks(manifest: ResolvedManifest, registry: Registry, file
       }
     }
   }
-  const aggregate = add('aggregate', 'cpu', 'aggregate', {}, null, { cells: cells.map(({ key: _key, ...cell }) => cell) }, {}, cells.map((c) => c.key));
+  const aggregate = add('aggregate', 'cpu', 'aggregate', {}, null, { cells: cells.map(({ key: _key, ...cell }) => cell) }, { split: split.key }, cells.map((c) => c.key));
   add('report', 'cpu', 'report', {}, null, { name: manifest.name, report: manifest.report }, { aggregate: aggregate.key });
   return tasks;
 }

@@ -5,6 +5,7 @@ import type { Stage } from '../plan/stages.ts';
 import { writeFileAtomic } from '../store/atomic.ts';
 import type { Store } from '../store/store.ts';
 import { ARTIFACT_FILES, readJson, type PredictionsFile } from '../stages/artifacts.ts';
+import type { SplitResult } from '../stages/split.ts';
 
 export interface AggregateCell {
   key: string;
@@ -17,12 +18,14 @@ export interface AggregateCell {
 
 export interface AggregateParams {
   cells: AggregateCell[];
+  /** The split artifact, whose class balance per fold becomes a table. */
+  splitDir: string;
 }
 
 type Row = Record<string, ScoreValue>;
 
 /** The result tables a sweep produces, by file stem. */
-export const RESULT_TABLES = ['scores', 'summary', 'summary-by-fold', 'classification', 'classification-summary'] as const;
+export const RESULT_TABLES = ['folds', 'scores', 'summary', 'summary-by-fold', 'classification', 'classification-summary'] as const;
 
 /**
  * Gathers every score row and prediction of the sweep into tables: the
@@ -46,7 +49,9 @@ export async function aggregate(params: AggregateParams, store: Store, out: stri
       }
     }
   }
-  const tables: Record<string, Row[]> = { scores: [], summary: [], 'summary-by-fold': [], classification: [], 'classification-summary': [] };
+  const split = readJson<SplitResult>(path.join(params.splitDir, ARTIFACT_FILES.split));
+  const tables: Record<string, Row[]> = { folds: [], scores: [], summary: [], 'summary-by-fold': [], classification: [], 'classification-summary': [] };
+  tables.folds = rows(aq.from(split.balance).groupby('fold', 'class').pivot('part', 'count').select('fold', 'class', 'train', 'val', 'test').orderby('fold', 'class'));
   const stats = { mean: aq.op.mean('value'), sd: aq.op.stdev('value'), n: aq.op.valid('value') };
   const scoreKeys = ['model', 'explainer', 'metric', 'measure'];
   if (scores.length > 0) {

@@ -25,6 +25,7 @@ function htmlTable(rows: Row[]): string {
 export async function writeReport(params: { name: string }, aggregateDir: string, out: string): Promise<void> {
   const read = (name: string) => JSON.parse(readFileSync(path.join(aggregateDir, `${name}.json`), 'utf8')) as Row[];
   const sections = [
+    ['Images per class in each fold', read('folds')],
     ['Classification (mean over folds)', read('classification-summary')],
     ['Classification per fold', read('classification')],
     ['Saliency measures (mean over images)', read('summary')],

@@ -108,7 +108,9 @@ export async function runStage(task: Task, env: StageEnv, out: string): Promise<
     }
     case 'aggregate': {
       const { cells } = params as unknown as { cells: Omit<AggregateCell, 'key'>[] };
-      const tables = await aggregate({ cells: cells.map((cell, i) => ({ ...cell, key: task.inputs[i] })) }, env.store, out);
+      // inputs: the split first, then one per cell.
+      const cellKeys = task.inputs.slice(1);
+      const tables = await aggregate({ cells: cells.map((cell, i) => ({ ...cell, key: cellKeys[i] })), splitDir: input('split') }, env.store, out);
       return { tables };
     }
     case 'report': {
