@@ -263,3 +263,31 @@ describe('single tasks and the cache', () => {
     assert.match(cli(['run', 'sweep.yaml'], dir).stdout, /nothing to do/);
   });
 });
+
+describe('aborting', () => {
+  it('a second Ctrl-C aborts running tasks, their checkpoints stay, and the next run resumes from them', async () => {
+    const dir = project(fixtureManifest({ models: '  - { id: centroid, params: { delayMs: 250 } }', extra: 'training: { epochs: 12 }\n' }).replace('training: { epochs: 3 }\n', ''));
+    const run = cliAsync(['run', 'sweep.yaml'], dir);
+    const staging = path.join(dir, 'runs/cache/.staging');
+    const checkpointEpoch = () => {
+      for (const name of existsSync(staging) ? readdirSync(staging) : []) {
+        const file = path.join(staging, name, 'checkpoint.json');
+        if (name.startsWith('train-') && existsSync(file)) return JSON.parse(readFileSync(file, 'utf8')).epoch as number;
+      }
+      return 0;
+    };
+    for (let i = 0; i < 200 && checkpointEpoch() < 2; i++) await sleep(50);
+    run.child.kill('SIGINT');
+    await sleep(100);
+    run.child.kill('SIGINT');
+    const result = await run.done;
+    assert.equal(result.code, 130, result.stdout + result.stderr);
+    const saved = checkpointEpoch();
+    assert.ok(saved >= 2 && saved < 12, `checkpoint at epoch ${saved}`);
+    assert.equal(events(dir).filter((e) => e.type === 'fail').length, 0, 'an abort is not a failure');
+    const again = cli(['run', 'sweep.yaml'], dir);
+    assert.equal(again.code, 0, again.stderr);
+    const firstProgress = again.stdout.split('\n').find((line) => line.includes('train centroid fold 1:'));
+    assert.equal(firstProgress?.trim(), `train centroid fold 1: ${saved + 1}/12 epochs`);
+  });
+});

@@ -77,7 +77,7 @@ metrics:
     assert.deepEqual(manifest.folds, { k: 5, seed: 1, stratify: true, validation: 0.15 });
     assert.equal(manifest.training.epochs, 10);
     assert.deepEqual(manifest.training.optimizer, { sgd: { learningRate: 0.001, momentum: 0.9, nesterov: false, weightDecay: 0 } });
-    assert.deepEqual(manifest.execution.workers, { gpu: 1, cpu: 2 });
+    assert.deepEqual(manifest.execution.workers, { gpu: 'auto', cpu: 2 });
     assert.deepEqual(manifest.models[0].params, { rate: 0.5, delayMs: 0 });
     assert.deepEqual(manifest.dataset.imageSize, [224, 224]);
   });

@@ -41,7 +41,9 @@ async function runSweep(manifestFile: string, options: RunOptions, runs: string)
   const plan = await planSweep(sweep);
   if (plan.missingData) throw new UserError(plan.missingData);
   const { execution } = sweep.manifest;
-  const workers: Record<Pool, number> = { ...execution.workers, ...parseWorkers(options.workers) };
+  const gpus = detectGpus(execution.gpus);
+  const given = { ...execution.workers, ...parseWorkers(options.workers) };
+  const workers: Record<Pool, number> = { gpu: given.gpu === 'auto' ? Math.max(1, gpus) : given.gpu, cpu: given.cpu };
   const retries = options.retries !== undefined ? Number(options.retries) : execution.retries;
   if (!Number.isInteger(retries) || retries < 0) throw new UserError(`--retries takes a whole number ≥ 0, got "${options.retries}".`);
   const selected = selectTasks(plan.tasks, only);
@@ -62,7 +64,6 @@ async function runSweep(manifestFile: string, options: RunOptions, runs: string)
   await writePlanFile(sweep, plan);
   const events = new EventLog(sweep.paths.events);
   events.append({ type: 'sweep-start', run: process.pid, message: `${toRun.length} to run` });
-  const gpus = detectGpus(execution.gpus);
   print(`workers: gpu=${workers.gpu} cpu=${workers.cpu}${gpus > 0 ? `, ${gpus} GPU(s)` : ''}; cache ${sweep.store.root}`);
   const concurrency = (stage: Stage) => workers[selected.find((t) => t.stage === stage)?.pool ?? 'cpu'];
   const live = process.stdout.isTTY && !process.env.CI;

@@ -74,6 +74,7 @@ export class Executor {
   private remaining = 0;
   private running = 0;
   private stopped = false;
+  private aborted = false;
   private finish?: () => void;
 
   constructor(private readonly options: ExecutorOptions) {
@@ -140,6 +141,7 @@ export class Executor {
   /** Second Ctrl-C: running tasks are told to checkpoint and stop; workers that do not are killed. */
   abort(): void {
     this.stop();
+    this.aborted = true;
     for (const pool of Object.values(this.pools)) for (const worker of pool.all()) worker.abort();
     const timer = setTimeout(() => {
       for (const pool of Object.values(this.pools)) for (const worker of pool.all()) worker.kill();
@@ -185,7 +187,11 @@ export class Executor {
     } catch (error) {
       const userError = error instanceof TaskError && error.userError;
       const message = error instanceof Error ? error.message : String(error);
-      if (!userError && attempt <= this.options.retries && !this.stopped) {
+      if (this.aborted) {
+        // Stopped on the user's word: not a failure; its checkpoint waits for the next run.
+        this.options.events.append({ type: 'interrupt', key: task.key, stage: task.stage, run: process.pid, message });
+        this.options.progress.taskWaiting(task);
+      } else if (!userError && attempt <= this.options.retries && !this.stopped) {
         this.options.events.append({ type: 'retry', key: task.key, stage: task.stage, run: process.pid, attempt, message });
         this.options.progress.taskRetry(task, message);
         this.schedule(task);

@@ -29,7 +29,7 @@ export interface ExcludeRule {
 export interface ExecutionConfig {
   backend: 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
   gpus: 'auto' | number;
-  workers: { gpu: number; cpu: number };
+  workers: { gpu: number | 'auto'; cpu: number };
   retries: number;
   executor: 'local';
 }

@@ -175,7 +175,11 @@ export function manifestSchema(registry?: Registry): JsonSchema {
             additionalProperties: false,
             default: {},
             properties: {
-              gpu: integer(1, 1, 'Concurrent tensor tasks (train, predict, explain, perturbation metrics).'),
+              gpu: {
+                anyOf: [{ const: 'auto' }, { type: 'integer', minimum: 1 }],
+                default: 'auto',
+                description: 'Concurrent tensor tasks (train, predict, explain, perturbation metrics), each in its own worker process; auto: one per GPU, else 1.',
+              },
               cpu: integer(1, 2, 'Concurrent cpu tasks (index, split, map-only metrics, aggregate, report).'),
             },
           },
