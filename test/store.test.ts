@@ -31,6 +31,16 @@ describe('store', () => {
     assert.equal(store.readMeta('split', KEY)?.key, KEY);
   });
 
+  it('leaves out temporary files a killed writer left in the staging folder', async () => {
+    const store = new Store(tempDir());
+    const staging = await store.prepareStaging('split', KEY);
+    mkdirSync(path.join(staging, 'maps'));
+    writeFileSync(path.join(staging, 'maps', 'a.npy'), 'done');
+    writeFileSync(path.join(staging, 'maps', '.b.npy.12345.0badf00d.tmp'), 'half');
+    await store.publish('split', KEY, meta(KEY));
+    assert.deepEqual(readdirSync(path.join(store.dir('split', KEY), 'maps')), ['a.npy']);
+  });
+
   it('keeps the first of two publications of the same key and discards the second', async () => {
     const store = new Store(tempDir());
     writeFileSync(path.join(await store.prepareStaging('split', KEY), 'x'), 'first');

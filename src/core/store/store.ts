@@ -3,7 +3,7 @@ import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { KeyMaterial } from '../plan/keys.ts';
 import type { Stage } from '../plan/stages.ts';
-import { writeFileAtomic } from './atomic.ts';
+import { removeTemporaryFiles, writeFileAtomic } from './atomic.ts';
 import { FileLock } from './lock.ts';
 
 const KEY_PATTERN = /^[0-9a-f]{64}$/;
@@ -78,6 +78,8 @@ export class Store {
    */
   async publish(stage: Stage, key: string, meta: ArtifactMeta): Promise<boolean> {
     const staging = this.stagingDir(stage, key);
+    // A previous attempt killed mid-write may have left temporary files: they are not part of the artifact.
+    await removeTemporaryFiles(staging);
     await writeFileAtomic(path.join(staging, 'meta.json'), `${JSON.stringify(meta, null, 2)}\n`);
     await mkdir(path.join(this.root, stage), { recursive: true });
     try {
