@@ -51,7 +51,15 @@ export async function openSweep(manifestFile: string, options: OpenOptions): Pro
   const raw = source.data() as { plugins?: unknown };
   const modules = Array.isArray(raw?.plugins) ? raw.plugins.filter((p): p is string => typeof p === 'string') : [];
   const dir = path.dirname(path.resolve(manifestFile));
-  const registry = await createRegistry(options.builtins, modules, dir);
+  const registry = await createRegistry(options.builtins, [], dir);
+  for (const [i, module] of modules.entries()) {
+    try {
+      await loadPluginModules(registry, [module], dir);
+    } catch (error) {
+      if (!(error instanceof UserError)) throw error;
+      throw new UserError(`${source.where(`/plugins/${i}`)}: ${error.message}`, error.details);
+    }
+  }
   const manifest = resolveManifest(source, registry);
   const pluginModules = [options.builtins, ...manifest.plugins.map((p) => (p.startsWith('.') || p.startsWith('/') ? path.resolve(dir, p) : p))];
   return { source, manifest, registry, store: new Store(path.join(options.runsDir, 'cache')), paths: sweepPaths(options.runsDir, manifest.name), pluginModules };
