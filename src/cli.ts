@@ -4,6 +4,7 @@ import { registerGc, registerStatus } from './cli/inspect.ts';
 import { registerInfo } from './cli/info.ts';
 import { registerPlan } from './cli/plan.ts';
 import { EXIT, registerRun } from './cli/run.ts';
+import { registerSynth } from './cli/synth.ts';
 import { registerTask } from './cli/task.ts';
 
 // A closed pipe (`salgrid plan --json | head`) is the reader's choice, not an error.
@@ -25,6 +26,7 @@ registerRun(program);
 registerStatus(program);
 registerGc(program);
 registerTask(program);
+registerSynth(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -7,6 +7,8 @@ import { createAjv } from '../src/core/manifest/ajv.ts';
 import { manifestSchema } from '../src/core/manifest/schema.ts';
 import { Registry, loadPluginModules } from '../src/core/plugins/registry.ts';
 import { generatedDocs } from '../scripts/write-manifest-reference.ts';
+import { BUILTINS } from '../src/cli/context.ts';
+import { createRegistry } from '../src/core/sweep.ts';
 import fixtures from './fixtures/plugins/points.ts';
 import { FIXTURE_PLUGINS, ROOT, cli, fixtureManifest, tempDir } from './helpers.ts';
 
@@ -28,12 +30,14 @@ describe('composed manifest schema', () => {
     assert.equal(validate(parse(fixtureManifest({ metrics: '  - { id: mass, params: { threshold: [0.2, 2] } }' }))), false);
   });
 
-  it('is what `salgrid schema` prints, in draft 2020-12', () => {
+  it('is what `salgrid schema` prints (built-ins plus the given modules), in draft 2020-12', async () => {
     const result = cli(['schema', '--plugin', FIXTURE_PLUGINS], tempDir());
     assert.equal(result.code, 0, result.stderr);
     const printed = JSON.parse(result.stdout);
     assert.equal(printed.$schema, 'https://json-schema.org/draft/2020-12/schema');
-    assert.deepEqual(printed, JSON.parse(JSON.stringify(manifestSchema(registry))));
+    const withBuiltins = await createRegistry(BUILTINS, [FIXTURE_PLUGINS], ROOT);
+    assert.deepEqual(printed, JSON.parse(JSON.stringify(manifestSchema(withBuiltins))));
+    assert.ok(printed.properties.models.items.allOf.length >= 1, 'entries carry their plugins’ params');
   });
 
   it('README’s manifest reference and salgrid.schema.json are up to date (npm run docs)', async () => {

@@ -4,7 +4,14 @@
  * Adding a method or metric is one file under src/plugins plus one line here.
  */
 import type { Plugin } from '../core/plugins/types.ts';
+import { imageFolder } from './datasets/image-folder.ts';
+import { kfoldFolders } from './datasets/kfold-folders.ts';
+import { syntheticHfus } from './datasets/synthetic-hfus.ts';
 
-const builtins: Plugin[] = [];
+const builtins: Plugin[] = [
+  imageFolder,
+  kfoldFolders,
+  syntheticHfus,
+];
 
 export default builtins;
