@@ -164,7 +164,8 @@ export async function encodePng(image: PixelData): Promise<Buffer> {
   }
   const sixteen = data instanceof Uint16Array;
   const space = channels <= 2 ? (sixteen ? 'grey16' : 'b-w') : sixteen ? 'rgb16' : 'srgb';
-  return sharp(data, { raw: { width, height, channels } }).toColourspace(space).png().toBuffer();
+  // Encoder settings pinned, so the bytes depend on the pixels alone (generated datasets rely on it).
+  return sharp(data, { raw: { width, height, channels } }).toColourspace(space).png({ compressionLevel: 6, adaptiveFiltering: false, palette: false }).toBuffer();
 }
 
 /** Writes a PNG atomically: a reader never sees half a file. */

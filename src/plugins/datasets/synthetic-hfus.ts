@@ -5,8 +5,8 @@
  */
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import sharp from 'sharp';
 import type { DatasetIndex, DatasetItem, DatasetPlugin } from '../../core/plugins/types.ts';
+import { encodePng } from '../../core/tensor/image-io.ts';
 import { seededRandom } from '../../core/random.ts';
 import { HFUS_CLASSES, renderPhantom, type HfusClass, type Phantom } from './hfus-phantom.ts';
 import { mixSeed } from './phantom-noise.ts';
@@ -46,13 +46,9 @@ export function phantomFor(params: SyntheticHfusParams, cls: HfusClass, index: n
   return renderPhantom({ cls, height, width, noise: params.noise, marker: marked }, seededRandom(mixSeed(params.seed, label, index)));
 }
 
-/** 8-bit grayscale PNG with fixed encoder settings, so the bytes depend on the pixels alone. */
+/** 8-bit grayscale PNG; `encodePng` pins its encoder settings, so the bytes depend on the pixels alone. */
 export function grayPng(pixels: Uint8Array, width: number, height: number): Promise<Buffer> {
-  return sharp(pixels, { raw: { width, height, channels: 1 } })
-    // Without it sharp widens one channel to sRGB on output.
-    .toColourspace('b-w')
-    .png({ compressionLevel: 6, adaptiveFiltering: false, palette: false })
-    .toBuffer();
+  return encodePng({ width, height, channels: 1, data: pixels });
 }
 
 const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
