@@ -67,7 +67,8 @@ function checkTargets(output: tf.Tensor, target: readonly number[]): void {
 function classScore(output: tf.Tensor, target: readonly number[]): tf.Scalar {
   checkTargets(output, target);
   const flat = tf.reshape(output, [output.shape[0], -1]);
-  const mask = tf.oneHot(tf.tensor1d([...target], 'int32'), flat.shape[1] as number, 1, 0, 'float32');
+  // oneHot in int32, then cast: tfjs-backend-wasm 4.22's OneHot writes int32 bits into a float32 output.
+  const mask = tf.cast(tf.oneHot(tf.tensor1d([...target], 'int32'), flat.shape[1] as number), 'float32');
   return tf.sum(tf.mul(flat, mask));
 }
 
