@@ -66,6 +66,6 @@ explainers:
 ${options.explainers ?? '  - difference\n  - { id: difference, params: { power: 2 } }'}
 metrics:
 ${options.metrics ?? '  - mass\n  - deletion'}
-execution: { workers: ${options.workers ?? '{ gpu: 1, cpu: 2 }'} }
+execution: { backend: cpu, workers: ${options.workers ?? '{ gpu: 1, cpu: 2 }'} }
 ${options.extra ?? ''}`;
 }

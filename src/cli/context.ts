@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { UserError } from '../core/errors.ts';
 import { isStage, type Pool, type Stage } from '../core/plan/stages.ts';
+import { BACKEND_NAMES, type BackendRequest } from '../core/tensor/backend-names.ts';
 
 /** The module that registers the built-in plugins, handed to the registry and to every worker. */
 export const BUILTINS = new URL('../plugins/index.ts', import.meta.url).href;
@@ -24,6 +25,14 @@ export function parseWorkers(text: string | undefined): Partial<Record<Pool, num
     workers[match[1] as Pool] = Number(match[2]);
   }
   return workers;
+}
+
+export function parseBackend(text: string | undefined): BackendRequest | undefined {
+  if (text === undefined) return undefined;
+  if (text !== 'auto' && !(BACKEND_NAMES as readonly string[]).includes(text)) {
+    throw new UserError(`--backend takes auto, ${BACKEND_NAMES.join(', ')}; got "${text}".`);
+  }
+  return text as BackendRequest;
 }
 
 export function parseStages(text: string | undefined): Stage[] | undefined {

@@ -7,7 +7,8 @@ import { selectTasks } from '../core/exec/executor.ts';
 import type { Pool, Stage } from '../core/plan/stages.ts';
 import { EventLog } from '../core/store/events.ts';
 import { openSweep, planSweep, publishResults, writePlanFile } from '../core/sweep.ts';
-import { BUILTINS, parseStages, parseWorkers, runsDir } from './context.ts';
+import os from 'node:os';
+import { BUILTINS, parseBackend, parseStages, parseWorkers, runsDir } from './context.ts';
 import { print } from './output.ts';
 import { planHeadline, planTable } from './plan.ts';
 
@@ -19,6 +20,7 @@ interface RunOptions {
   workers?: string;
   failFast?: boolean;
   retries?: string;
+  backend?: string;
 }
 
 export function registerRun(program: Command): void {
@@ -30,6 +32,7 @@ export function registerRun(program: Command): void {
     .option('--workers <pools>', 'pool sizes, e.g. gpu=2,cpu=4 (overrides execution.workers)')
     .option('--retries <n>', 'retries of a task whose worker crashed (overrides execution.retries)')
     .option('--fail-fast', 'stop starting tasks at the first failure')
+    .option('--backend <name>', 'tensor backend: auto, tensorflow, webgpu, wasm or cpu (overrides execution.backend)')
     .action(async (manifestFile: string, options: RunOptions, command: Command) => {
       process.exitCode = await runSweep(manifestFile, options, runsDir(command));
     });
@@ -42,8 +45,6 @@ async function runSweep(manifestFile: string, options: RunOptions, runs: string)
   if (plan.missingData) throw new UserError(plan.missingData);
   const { execution } = sweep.manifest;
   const gpus = detectGpus(execution.gpus);
-  const given = { ...execution.workers, ...parseWorkers(options.workers) };
-  const workers: Record<Pool, number> = { gpu: given.gpu === 'auto' ? Math.max(1, gpus) : given.gpu, cpu: given.cpu };
   const retries = options.retries !== undefined ? Number(options.retries) : execution.retries;
   if (!Number.isInteger(retries) || retries < 0) throw new UserError(`--retries takes a whole number ≥ 0, got "${options.retries}".`);
   const selected = selectTasks(plan.tasks, only);
@@ -61,6 +62,15 @@ async function runSweep(manifestFile: string, options: RunOptions, runs: string)
     printWhere(shown);
     return EXIT.ok;
   }
+  const backendRequest = parseBackend(options.backend) ?? execution.backend;
+  // Only tensor work needs a backend: choose it here, say why, and have every tensor worker start the same one.
+  // TensorFlow.js loads only then: plain cpu sweeps start faster without it.
+  const tensors = toRun.some((t) => t.pool === 'gpu') ? await import('../core/tensor/backend.ts') : undefined;
+  const backend = tensors ? await tensors.initBackend(backendRequest, { allowSoftwareAdapter: execution.allowSoftwareAdapter }) : undefined;
+  if (tensors && backend) print(tensors.describeBackend(backend));
+  const given = { ...execution.workers, ...parseWorkers(options.workers) };
+  const cpuBound = tensors !== undefined && backend !== undefined && tensors.runsOnCpu(backend.name);
+  const workers: Record<Pool, number> = { gpu: given.gpu === 'auto' ? (cpuBound ? os.availableParallelism() : Math.max(1, gpus)) : given.gpu, cpu: given.cpu };
   await writePlanFile(sweep, plan);
   const events = new EventLog(sweep.paths.events);
   events.append({ type: 'sweep-start', run: process.pid, message: `${toRun.length} to run` });
@@ -79,6 +89,7 @@ async function runSweep(manifestFile: string, options: RunOptions, runs: string)
     pluginModules: sweep.pluginModules,
     gpus,
     progress,
+    backend: backend && { name: backend.name, allowSoftwareAdapter: execution.allowSoftwareAdapter },
   });
   let interrupts = 0;
   const onSignal = () => {

@@ -8,7 +8,8 @@ import type { Task } from '../core/plan/planner.ts';
 import { EventLog } from '../core/store/events.ts';
 import { Store } from '../core/store/store.ts';
 import { createRegistry, readPlanFile, sweepPaths, type PlanFile } from '../core/sweep.ts';
-import { runsDir } from './context.ts';
+import type { BackendRequest } from '../core/tensor/backend-names.ts';
+import { parseBackend, runsDir } from './context.ts';
 import { print } from './output.ts';
 
 function findTask(runs: string, key: string): { plan: PlanFile; task: Task; events: string } {
@@ -32,7 +33,8 @@ export function registerTask(program: Command): void {
   task
     .command('run <key>')
     .description('run one planned task by itself in this process (what remote executors call)')
-    .action(async (key: string, _options: unknown, command: Command) => {
+    .option('--backend <name>', 'tensor backend for a tensor task (default: the manifest’s execution.backend)')
+    .action(async (key: string, options: { backend?: string }, command: Command) => {
       const runs = runsDir(command);
       const found = findTask(runs, key);
       const store = new Store(path.join(runs, 'cache'));
@@ -43,6 +45,10 @@ export function registerTask(program: Command): void {
         }
       }
       const registry = await createRegistry(found.plan.pluginModules[0], found.plan.pluginModules.slice(1), found.plan.manifestDir);
+      const execution = (found.plan.manifest.execution ?? {}) as { backend?: BackendRequest; allowSoftwareAdapter?: boolean };
+      const tensors = found.task.pool === 'gpu' ? await import('../core/tensor/backend.ts') : undefined;
+      const backend = tensors && (await tensors.initBackend(parseBackend(options.backend) ?? execution.backend ?? 'auto', { allowSoftwareAdapter: execution.allowSoftwareAdapter }));
+      if (tensors && backend) print(tensors.describeBackend(backend));
       const abort = new AbortController();
       process.once('SIGTERM', () => abort.abort());
       for (;;) {
@@ -53,6 +59,7 @@ export function registerTask(program: Command): void {
           manifestDir: found.plan.manifestDir,
           attempt: 1,
           signal: abort.signal,
+          backend: backend && { name: backend.name, device: backend.device },
           progress: (done, total, note) => print(`${found.task.label}: ${done}/${total}${note ? ` ${note}` : ''}`),
           warn: (message) => print(`warning: ${message}`),
         });

@@ -22,6 +22,8 @@ export interface ExecutorOptions {
   progress: ProgressSink;
   /** How long to wait before looking again at a task another process is running. */
   busyRetryMs?: number;
+  /** The backend tensor workers start; absent when no tensor task runs. */
+  backend?: WorkerSetup['backend'];
 }
 
 export interface Failure {
@@ -85,7 +87,14 @@ export class Executor {
 
   private createPool(pool: Pool, size: number): WorkerPool {
     const { plan, store, events, progress, pluginModules, gpus } = this.options;
-    const setup: WorkerSetup = { pluginModules, manifestDir: plan.manifestDir, cacheRoot: store.root, eventsFile: events.file, runPid: process.pid };
+    const setup: WorkerSetup = {
+      pluginModules,
+      manifestDir: plan.manifestDir,
+      cacheRoot: store.root,
+      eventsFile: events.file,
+      runPid: process.pid,
+      backend: pool === 'gpu' ? this.options.backend : undefined,
+    };
     return new WorkerPool(size, (slot) => {
       const env: NodeJS.ProcessEnv = { ...process.env, SALGRID_WORKER_POOL: pool, SALGRID_WORKER_SLOT: String(slot) };
       if (pool === 'gpu' && gpus > 0) env.CUDA_VISIBLE_DEVICES = String(slot % gpus);

@@ -1,4 +1,5 @@
 import type { Task } from '../plan/planner.ts';
+import type { BackendName } from '../tensor/backend-names.ts';
 import type { TaskOutcome } from './run-task.ts';
 
 /** What a worker process needs to run any task of a sweep. */
@@ -9,6 +10,8 @@ export interface WorkerSetup {
   cacheRoot: string;
   eventsFile: string;
   runPid: number;
+  /** Tensor workers start this backend before their first task. */
+  backend?: { name: BackendName; allowSoftwareAdapter: boolean };
 }
 
 export type ToWorker =

@@ -14,6 +14,8 @@ export interface TaskRunEnv {
   runPid?: number;
   attempt: number;
   signal: AbortSignal;
+  /** The tensor backend this process runs, recorded in the artifact's meta.json. */
+  backend?: { name: string; device: string };
   progress?(done: number, total: number, note?: string): void;
   warn?(message: string): void;
 }
@@ -68,6 +70,7 @@ export async function executeTask(task: Task, env: TaskRunEnv): Promise<TaskOutc
       ms,
       host: os.hostname(),
       pid: process.pid,
+      ...(task.pool === 'gpu' && env.backend ? { backend: env.backend } : {}),
       ...extra,
     });
     if (!published) return { status: 'cached' };

@@ -8,12 +8,14 @@ import { UserError, errorMessage, isUserError } from '../errors.ts';
 import { Registry, loadPluginModules } from '../plugins/registry.ts';
 import { EventLog } from '../store/events.ts';
 import { Store } from '../store/store.ts';
+import type { BackendInfo } from '../tensor/backend.ts';
 import type { FromWorker, ToWorker, WorkerSetup } from './protocol.ts';
 import { executeTask } from './run-task.ts';
 
 let setup: WorkerSetup | undefined;
 let registry: Registry | undefined;
 let abort = new AbortController();
+let backend: BackendInfo | undefined;
 
 const send = (message: FromWorker) => process.send?.(message);
 
@@ -31,6 +33,10 @@ async function init(given: WorkerSetup): Promise<void> {
   try {
     registry = new Registry();
     await loadPluginModules(registry, given.pluginModules, given.manifestDir);
+    if (given.backend) {
+      const { initBackend } = await import('../tensor/backend.ts');
+      backend = await initBackend(given.backend.name, { allowSoftwareAdapter: given.backend.allowSoftwareAdapter });
+    }
     send({ type: 'ready' });
   } catch (error) {
     send({ type: 'init-failed', message: errorMessage(error), userError: isUserError(error) });
@@ -48,6 +54,7 @@ async function run(task: Parameters<typeof executeTask>[0], attempt: number): Pr
       runPid: setup!.runPid,
       attempt,
       signal: abort.signal,
+      backend: backend && { name: backend.name, device: backend.device },
       progress: (done, total, note) => send({ type: 'progress', key: task.key, done, total, note }),
       warn: (text) => send({ type: 'warn', key: task.key, message: text }),
     });

@@ -28,6 +28,7 @@ export interface ExcludeRule {
 
 export interface ExecutionConfig {
   backend: 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
+  allowSoftwareAdapter: boolean;
   gpus: 'auto' | number;
   workers: { gpu: number | 'auto'; cpu: number };
   retries: number;

@@ -168,7 +168,12 @@ export function manifestSchema(registry?: Registry): JsonSchema {
         default: {},
         description: 'Where and how tasks run.',
         properties: {
-          backend: { enum: ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'], default: 'auto', description: 'TensorFlow.js backend.' },
+          backend: {
+            enum: ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'],
+            default: 'auto',
+            description: 'TensorFlow.js backend; auto takes the first that works of tensorflow (tfjs-node-gpu, tfjs-node), webgpu, wasm, cpu.',
+          },
+          allowSoftwareAdapter: { type: 'boolean', default: false, description: 'Let webgpu run on a software Vulkan driver (lavapipe): for tests, far too slow for work.' },
           gpus: { anyOf: [{ const: 'auto' }, { type: 'integer', minimum: 0 }], default: 'auto', description: 'GPUs to use (auto: all that nvidia-smi lists).' },
           workers: {
             type: 'object',

@@ -20,7 +20,7 @@ export interface ArtifactMeta {
   ms: number;
   host: string;
   pid: number;
-  backend?: string;
+  backend?: { name: string; device: string };
   [extra: string]: unknown;
 }
 
