@@ -3,7 +3,6 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { UserError } from '../core/errors.ts';
-import { executeTask } from '../core/exec/run-task.ts';
 import type { Task } from '../core/plan/planner.ts';
 import { EventLog } from '../core/store/events.ts';
 import { Store } from '../core/store/store.ts';
@@ -51,6 +50,8 @@ export function registerTask(program: Command): void {
       if (tensors && backend) print(tensors.describeBackend(backend));
       const abort = new AbortController();
       process.once('SIGTERM', () => abort.abort());
+      // Loaded here: the stage code (tables, report) is only needed when a task runs.
+      const { executeTask } = await import('../core/exec/run-task.ts');
       for (;;) {
         const outcome = await executeTask(found.task, {
           registry,
