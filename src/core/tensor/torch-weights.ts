@@ -159,3 +159,17 @@ export function numClassesFromStateDict(state: StateDict, headWeightKey: string)
 export function countTrainableParams(model: tf.LayersModel): number {
   return model.trainableWeights.reduce((sum, w) => sum + (w.shape as number[]).reduce((a, b) => a * b, 1), 0);
 }
+
+/**
+ * The layer producing a torchvision module's output: the layer of that name,
+ * or else the last one inside its subtree (layers are in topological order).
+ * `architecture` and `examples` make the error say what a valid path looks like.
+ */
+export function layerForModule(model: tf.LayersModel, torchPath: string, architecture: string, examples: string): tf.layers.Layer {
+  const name = tfjsName(torchPath);
+  const exact = model.layers.find((layer) => layer.name === name);
+  if (exact) return exact;
+  const inside = model.layers.filter((layer) => layer.name.startsWith(`${name}_`));
+  if (inside.length === 0) throw new UserError(`${architecture} has no module ${torchPath}; target layers are torchvision module paths such as ${examples}.`);
+  return inside[inside.length - 1];
+}

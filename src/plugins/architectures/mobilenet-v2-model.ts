@@ -11,7 +11,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../../core/errors.ts';
 import type { StateDict } from '../../core/tensor/pytorch-state-dict.ts';
-import { importTorchWeights, numClassesFromStateDict, tfjsName, torchName } from '../../core/tensor/torch-weights.ts';
+import { importTorchWeights, numClassesFromStateDict, tfjsName, torchName, layerForModule as sharedLayerForModule } from '../../core/tensor/torch-weights.ts';
 
 export { tfjsName, torchName };
 
@@ -143,15 +143,7 @@ export function buildMobileNetV2(options: MobileNetV2Options = {}): tf.LayersMod
  * (e.g. `features.18` → its ReLU6 `features_18_2`; a residual block → its add).
  */
 export function layerForModule(model: tf.LayersModel, torchPath: string): tf.layers.Layer {
-  const name = tfjsName(torchPath);
-  const exact = model.layers.find((layer) => layer.name === name);
-  if (exact) return exact;
-  // Layers are in topological order, so the subtree's last one produces the module's output.
-  const inside = model.layers.filter((layer) => layer.name.startsWith(`${name}_`));
-  if (inside.length === 0) {
-    throw new UserError(`MobileNetV2 has no module ${torchPath}; target layers are torchvision module paths such as ${MOBILENET_V2_TARGET_LAYER} or features.17.conv.2.`);
-  }
-  return inside[inside.length - 1];
+  return sharedLayerForModule(model, torchPath, 'MobileNetV2', `${MOBILENET_V2_TARGET_LAYER} or features.17.conv.2`);
 }
 
 /** tfjs names of the convolutions (regular and depthwise), in order — FullGrad's bias sources. */

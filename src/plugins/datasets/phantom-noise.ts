@@ -5,19 +5,11 @@
  * machine — no sin, exp or log, whose last bits may differ between engines.
  */
 
+import { mixSeed } from '../../core/random.ts';
+
 export type Random = () => number;
 
-/** 32-bit mix of several integers into one seed (murmur3's finaliser), so each image gets its own independent stream. */
-export function mixSeed(...parts: number[]): number {
-  let h = 0x9e3779b9;
-  for (const part of parts) {
-    h = Math.imul(h ^ (part >>> 0), 0x85ebca6b);
-    h ^= h >>> 13;
-    h = Math.imul(h, 0xc2b2ae35);
-    h ^= h >>> 16;
-  }
-  return h >>> 0;
-}
+export { mixSeed };
 
 export const uniform = (random: Random, low: number, high: number) => low + (high - low) * random();
 
