@@ -4,9 +4,7 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { isUserError } from '../src/core/errors.ts';
-import { readNpy } from '../src/core/tensor/npy.ts';
 import { readStateDict, type StateDict, type TorchTensor } from '../src/core/tensor/pytorch-state-dict.ts';
-import { initWasmBackend } from '../src/core/tensor/wasm-setup.ts';
 import {
   DENSENET_CAM_ACTIVATION_LAYER,
   DENSENET_CAM_GRADIENT_LAYER,
@@ -21,6 +19,7 @@ import {
   torchName,
 } from '../src/plugins/architectures/densenet-model.ts';
 import { ROOT } from './helpers.ts';
+import { assertTorchvisionLogits, useBackend } from './torchvision-golden.ts';
 
 const GOLDEN = path.join(ROOT, 'test', 'fixtures', 'golden', 'torchvision', 'densenet');
 
@@ -32,20 +31,10 @@ let statePromise: Promise<StateDict> | undefined;
 const goldenState = (): Promise<StateDict> => (statePromise ??= readStateDict(path.join(GOLDEN, 'state_dict.pth')));
 
 async function goldenLogitsOn(backend: 'cpu' | 'wasm'): Promise<void> {
-  if (backend === 'wasm') await initWasmBackend();
-  else assert.ok(await tf.setBackend('cpu'));
-  const state = await goldenState();
-  const [inputs, expected] = await Promise.all([readNpy(path.join(GOLDEN, 'inputs.npy')), readNpy(path.join(GOLDEN, 'logits.npy'))]);
-  assert.deepEqual(inputs.shape, [2, 96, 96, 3]);
+  await useBackend(backend);
   const model = buildDenseNet(goldenParams);
-  importTorchDenseNet(model, state);
-  const before = tf.memory().numTensors;
-  const actual = tf.tidy(() => (model.predict(tf.tensor(inputs.data as Float32Array, inputs.shape)) as tf.Tensor).dataSync());
-  assert.equal(tf.memory().numTensors, before, 'prediction leaks no tensors');
-  assert.equal(actual.length, expected.data.length);
-  let worst = 0;
-  for (let i = 0; i < actual.length; i++) worst = Math.max(worst, Math.abs(actual[i] - Number(expected.data[i])));
-  assert.ok(worst <= 1e-4, `max |logit − torchvision| on ${backend} is ${worst}`);
+  importTorchDenseNet(model, await goldenState());
+  await assertTorchvisionLogits(model, GOLDEN);
   model.dispose();
 }
 

@@ -3,7 +3,6 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { isUserError } from '../src/core/errors.ts';
-import { readNpy } from '../src/core/tensor/npy.ts';
 import { readStateDict, type StateDict } from '../src/core/tensor/pytorch-state-dict.ts';
 import { countTrainableParams, permute } from '../src/core/tensor/torch-weights.ts';
 import { initWasmBackend } from '../src/core/tensor/wasm-setup.ts';
@@ -12,6 +11,7 @@ import {
   makeDivisible, mobileNetV2FromStateDict, tfjsName, torchName,
 } from '../src/plugins/architectures/mobilenet-v2-model.ts';
 import { ROOT } from './helpers.ts';
+import { assertTorchvisionLogits } from './torchvision-golden.ts';
 
 const GOLDEN = path.join(ROOT, 'test', 'fixtures', 'golden', 'torchvision', 'mobilenet_v2');
 
@@ -55,19 +55,9 @@ describe('mobilenet-v2 structure', () => {
 });
 
 async function checkGoldenLogits(): Promise<void> {
-  const inputs = await readNpy(path.join(GOLDEN, 'inputs.npy'));
-  const expected = await readNpy(path.join(GOLDEN, 'logits.npy'));
-  assert.deepEqual(inputs.shape, [2, 96, 96, 3]);
   const model = mobileNetV2FromStateDict(state, { widthMult: 0.5, inputSize: 96 });
   try {
-    const x = tf.tensor(inputs.data as Float32Array, inputs.shape, 'float32');
-    const y = model.predict(x) as tf.Tensor;
-    assert.deepEqual(y.shape, expected.shape);
-    const actual = await y.data();
-    tf.dispose([x, y]);
-    let worst = 0;
-    for (let i = 0; i < actual.length; i++) worst = Math.max(worst, Math.abs(actual[i] - Number(expected.data[i])));
-    assert.ok(worst <= 1e-4, `largest logit difference ${worst} on ${tf.getBackend()}`);
+    await assertTorchvisionLogits(model, GOLDEN);
   } finally {
     model.dispose();
   }

@@ -1,17 +1,16 @@
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, describe, it, type TestContext } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { isUserError } from '../src/core/errors.ts';
-import { readNpy } from '../src/core/tensor/npy.ts';
-import { readStateDict, type StateDict, type TorchTensor } from '../src/core/tensor/pytorch-state-dict.ts';
-import { initWasmBackend } from '../src/core/tensor/wasm-setup.ts';
+import type { StateDict, TorchTensor } from '../src/core/tensor/pytorch-state-dict.ts';
 import {
   RESNET_TARGET_LAYER, buildResNet, countTrainableParams, importTorchResNet, layerForModule, resNetConvLayers,
   resNetFromStateDict, resNetParamsFromState, resNetPreset, tfjsName, torchName,
 } from '../src/plugins/architectures/resnet-model.ts';
 import { ROOT } from './helpers.ts';
+import { assertTorchvisionLogits, stateDictLoader, useBackend, withEntries } from './torchvision-golden.ts';
 
 const GOLDEN = path.join(ROOT, 'test', 'fixtures', 'golden', 'torchvision', 'resnet');
 /** 14 MB, too big to copy into the repository: read where the shared goldens sit beside the checkout. */
@@ -21,37 +20,15 @@ interface GoldenConfig { layers: number[]; width_per_group: number; num_classes:
 const config = JSON.parse(readFileSync(path.join(GOLDEN, 'config.json'), 'utf8')) as GoldenConfig;
 const goldenParams = { block: 'bottleneck' as const, layers: config.layers, widthPerGroup: config.width_per_group, numClasses: config.num_classes, inputSize: 96 };
 
-let statePromise: Promise<StateDict> | undefined;
-/** The golden state dict, or undefined after marking the test skipped when it is not here. */
-async function goldenState(t: TestContext): Promise<StateDict | undefined> {
-  if (!existsSync(STATE_FILE)) {
-    t.skip(`${STATE_FILE} is not here (too large to copy into the repository)`);
-    return undefined;
-  }
-  return (statePromise ??= readStateDict(STATE_FILE));
-}
-
-function withEntries(state: StateDict, entries: Array<[string, TorchTensor]>): StateDict {
-  const all = [...state.entries(), ...entries];
-  return Object.assign(new Map(all), { names: all.map(([k]) => k) }) as StateDict;
-}
+const goldenState = stateDictLoader(STATE_FILE);
 
 async function goldenLogitsOn(t: TestContext, backend: 'cpu' | 'wasm'): Promise<void> {
   const state = await goldenState(t);
   if (!state) return;
-  if (backend === 'wasm') await initWasmBackend();
-  else assert.ok(await tf.setBackend('cpu'));
-  const [inputs, expected] = await Promise.all([readNpy(path.join(GOLDEN, 'inputs.npy')), readNpy(path.join(GOLDEN, 'logits.npy'))]);
-  assert.deepEqual(inputs.shape, [2, 96, 96, 3]);
+  await useBackend(backend);
   const model = buildResNet(goldenParams);
   importTorchResNet(model, state);
-  const before = tf.memory().numTensors;
-  const actual = tf.tidy(() => (model.predict(tf.tensor(inputs.data as Float32Array, inputs.shape)) as tf.Tensor).dataSync());
-  assert.equal(tf.memory().numTensors, before, 'prediction leaks no tensors');
-  assert.equal(actual.length, expected.data.length);
-  let worst = 0;
-  for (let i = 0; i < actual.length; i++) worst = Math.max(worst, Math.abs(actual[i] - Number(expected.data[i])));
-  assert.ok(worst <= 1e-4, `max |logit − torchvision| on ${backend} is ${worst}`);
+  await assertTorchvisionLogits(model, GOLDEN);
   model.dispose();
 }
 
