@@ -173,3 +173,15 @@ export function layerForModule(model: tf.LayersModel, torchPath: string, archite
   if (inside.length === 0) throw new UserError(`${architecture} has no module ${torchPath}; target layers are torchvision module paths such as ${examples}.`);
   return inside[inside.length - 1];
 }
+
+/** Builds a model and loads weights into it; a failed load frees the model's tensors before the error goes on. */
+export function buildAndImport(build: () => tf.LayersModel, load: (model: tf.LayersModel) => void): tf.LayersModel {
+  const model = build();
+  try {
+    load(model);
+  } catch (error) {
+    model.dispose();
+    throw error;
+  }
+  return model;
+}

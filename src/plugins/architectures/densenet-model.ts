@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../../core/errors.ts';
 import type { StateDict } from '../../core/tensor/pytorch-state-dict.ts';
-import { countTrainableParams, importTorchWeights, tfjsName, torchName } from '../../core/tensor/torch-weights.ts';
+import { countTrainableParams, importTorchWeights, tfjsName, torchName, buildAndImport } from '../../core/tensor/torch-weights.ts';
 
 export { countTrainableParams, tfjsName, torchName };
 
@@ -205,12 +205,5 @@ function describeModel(model: tf.LayersModel): string {
 /** Builds the DenseNet a state dict describes (head size from the file unless numClasses is given) and loads it. */
 export function denseNetFromState(state: StateDict, params: Partial<DenseNetParams> = {}): tf.LayersModel {
   const numClasses = params.numClasses ?? denseNetParamsFromState(state).numClasses;
-  const model = buildDenseNet({ ...params, ...(numClasses !== undefined ? { numClasses } : {}) });
-  try {
-    importTorchDenseNet(model, state);
-  } catch (error) {
-    model.dispose();
-    throw error;
-  }
-  return model;
+  return buildAndImport(() => buildDenseNet({ ...params, ...(numClasses !== undefined ? { numClasses } : {}) }), (model) => importTorchDenseNet(model, state));
 }

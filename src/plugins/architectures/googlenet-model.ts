@@ -13,7 +13,7 @@ import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../../core/errors.ts';
 import { IMAGENET_NORMALISATION, type Preprocessing } from '../../core/tensor/preprocess.ts';
 import type { StateDict } from '../../core/tensor/pytorch-state-dict.ts';
-import { countTrainableParams, importTorchWeights, numClassesFromStateDict, tfjsName, torchName, layerForModule as sharedLayerForModule } from '../../core/tensor/torch-weights.ts';
+import { countTrainableParams, importTorchWeights, numClassesFromStateDict, tfjsName, torchName, layerForModule as sharedLayerForModule, buildAndImport } from '../../core/tensor/torch-weights.ts';
 
 export { countTrainableParams, tfjsName, torchName };
 
@@ -203,12 +203,5 @@ export function importTorchGoogLeNet(model: tf.LayersModel, state: StateDict): v
  */
 export function googLeNetFromStateDict(state: StateDict, options: GoogLeNetOptions = {}): tf.LayersModel {
   const numClasses = options.numClasses ?? numClassesFromStateDict(state, `${GOOGLENET_HEAD}.weight`);
-  const model = buildGoogLeNet({ ...options, numClasses });
-  try {
-    importTorchGoogLeNet(model, state);
-  } catch (error) {
-    model.dispose();
-    throw error;
-  }
-  return model;
+  return buildAndImport(() => buildGoogLeNet({ ...options, numClasses }), (model) => importTorchGoogLeNet(model, state));
 }

@@ -11,7 +11,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../../core/errors.ts';
 import type { StateDict } from '../../core/tensor/pytorch-state-dict.ts';
-import { importTorchWeights, numClassesFromStateDict, tfjsName, torchName, layerForModule as sharedLayerForModule } from '../../core/tensor/torch-weights.ts';
+import { importTorchWeights, numClassesFromStateDict, tfjsName, torchName, layerForModule as sharedLayerForModule, buildAndImport } from '../../core/tensor/torch-weights.ts';
 
 export { tfjsName, torchName };
 
@@ -196,12 +196,5 @@ export function importTorchMobileNetV2(model: tf.LayersModel, state: StateDict, 
 /** A MobileNetV2 sized from the state dict's head (unless numClasses is given) with its weights loaded. */
 export function mobileNetV2FromStateDict(state: StateDict, options: MobileNetV2Options = {}): tf.LayersModel {
   const numClasses = options.numClasses ?? numClassesFromStateDict(state, `${MOBILENET_V2_HEAD}.weight`);
-  const model = buildMobileNetV2({ ...options, numClasses });
-  try {
-    importTorchMobileNetV2(model, state, { widthMult: options.widthMult ?? 1, numClasses });
-  } catch (error) {
-    model.dispose();
-    throw error;
-  }
-  return model;
+  return buildAndImport(() => buildMobileNetV2({ ...options, numClasses }), (model) => importTorchMobileNetV2(model, state, { widthMult: options.widthMult ?? 1, numClasses }));
 }

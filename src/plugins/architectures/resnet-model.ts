@@ -15,7 +15,7 @@ import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../../core/errors.ts';
 import { IMAGENET_NORMALISATION, type Preprocessing } from '../../core/tensor/preprocess.ts';
 import type { StateDict } from '../../core/tensor/pytorch-state-dict.ts';
-import { countTrainableParams, importTorchWeights, numClassesFromStateDict, tfjsName, torchName, layerForModule as sharedLayerForModule } from '../../core/tensor/torch-weights.ts';
+import { countTrainableParams, importTorchWeights, numClassesFromStateDict, tfjsName, torchName, layerForModule as sharedLayerForModule, buildAndImport } from '../../core/tensor/torch-weights.ts';
 
 export { countTrainableParams, tfjsName, torchName };
 
@@ -231,12 +231,5 @@ export function importTorchResNet(model: tf.LayersModel, state: StateDict): void
 /** Builds the ResNet a state dict describes (head size from the file unless numClasses is given) and loads it. */
 export function resNetFromStateDict(state: StateDict, params: Partial<ResNetParams> = {}): tf.LayersModel {
   const numClasses = params.numClasses ?? numClassesFromStateDict(state, `${RESNET_HEAD}.weight`);
-  const model = buildResNet({ ...params, numClasses });
-  try {
-    importTorchResNet(model, state);
-  } catch (error) {
-    model.dispose();
-    throw error;
-  }
-  return model;
+  return buildAndImport(() => buildResNet({ ...params, numClasses }), (model) => importTorchResNet(model, state));
 }
