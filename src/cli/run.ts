@@ -69,7 +69,7 @@ async function runSweep(manifestFile: string, options: RunOptions, runs: string)
   const backend = tensors ? await tensors.initBackend(backendRequest, { allowSoftwareAdapter: execution.allowSoftwareAdapter }) : undefined;
   if (tensors && backend) print(tensors.describeBackend(backend));
   const given = { ...execution.workers, ...parseWorkers(options.workers) };
-  const cpuBound = tensors !== undefined && backend !== undefined && tensors.runsOnCpu(backend.name);
+  const cpuBound = tensors !== undefined && backend !== undefined && tensors.runsOnCpu(backend.name, gpus);
   const workers: Record<Pool, number> = { gpu: given.gpu === 'auto' ? (cpuBound ? os.availableParallelism() : Math.max(1, gpus)) : given.gpu, cpu: given.cpu };
   await writePlanFile(sweep, plan);
   const events = new EventLog(sweep.paths.events);

@@ -129,9 +129,7 @@ export function resolveManifest(source: ManifestSource, registry: Registry): Res
 
 function lookup(registry: Registry, kind: PluginKind, id: string, pointer: string, problems: ManifestProblem[]) {
   if (registry.has(kind, id)) return registry.get(kind, id);
-  const known = registry.ids(kind);
-  const guess = closest(id, known);
-  problems.push({ pointer, message: `unknown ${kind} "${id}"${guess ? `; did you mean "${guess}"?` : ''} (known: ${known.join(', ') || 'none registered'})` });
+  problems.push({ pointer, message: registry.unknownMessage(kind, id) });
   return undefined;
 }
 

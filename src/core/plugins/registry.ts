@@ -34,12 +34,15 @@ export class Registry {
 
   get<K extends PluginKind>(kind: K, id: string): PluginOfKind<K> {
     const plugin = this.byKind.get(kind)!.get(id);
-    if (!plugin) {
-      const known = this.ids(kind);
-      const suggestion = closest(id, known);
-      throw new UserError(`unknown ${kind} "${id}"${suggestion ? `; did you mean "${suggestion}"?` : ''} (known: ${known.join(', ') || 'none'}).`);
-    }
+    if (!plugin) throw new UserError(`${this.unknownMessage(kind, id)}.`);
     return plugin as PluginOfKind<K>;
+  }
+
+  /** Says that `id` is no registered plugin of `kind`, with the closest id and the known ones. */
+  unknownMessage(kind: PluginKind, id: string): string {
+    const known = this.ids(kind);
+    const suggestion = closest(id, known);
+    return `unknown ${kind} "${id}"${suggestion ? `; did you mean "${suggestion}"?` : ''} (known: ${known.join(', ') || 'none registered'})`;
   }
 
   has(kind: PluginKind, id: string): boolean {

@@ -162,7 +162,7 @@ export function describeBackend(info: BackendInfo): string {
   return `backend: ${info.name} on ${info.device}${skipped ? ` (passed over — ${skipped})` : ''}`;
 }
 
-/** Backends whose work runs on the CPU: parallelism comes from worker processes. */
-export function runsOnCpu(name: BackendName): boolean {
-  return name === 'wasm' || name === 'cpu' || (name === 'tensorflow' && detectGpus('auto') === 0);
+/** Backends whose work runs on the CPU (given the GPUs the run found): parallelism comes from worker processes. */
+export function runsOnCpu(name: BackendName, gpus: number): boolean {
+  return name === 'wasm' || name === 'cpu' || (name === 'tensorflow' && gpus === 0);
 }
