@@ -4,6 +4,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
 import { seededRandom } from '../src/core/random.ts';
+import { RESULT_TABLES } from '../src/core/report/aggregate.ts';
 import { EventLog, type RunEvent } from '../src/core/store/events.ts';
 import { cli, cliAsync, fixtureManifest, makePointsDataset, tempDir } from './helpers.ts';
 
@@ -63,7 +64,9 @@ describe('sweep execution', () => {
     const first = cli(['run', 'sweep.yaml'], dir);
     assert.equal(first.code, 0, first.stderr + first.stdout);
     assert.match(first.stdout, /finished in .*: 28 run, 0 cached, 0 failed, 0 skipped/);
-    assert.ok(existsSync(path.join(dir, 'runs/demo/results/summary.csv')));
+    for (const table of RESULT_TABLES) for (const ext of ['csv', 'json']) assert.ok(existsSync(path.join(dir, `runs/demo/results/${table}.${ext}`)), `${table}.${ext}`);
+    const classification = JSON.parse(readFileSync(path.join(dir, 'runs/demo/results/classification.json'), 'utf8')) as Record<string, number>[];
+    assert.deepEqual(Object.keys(classification[0]), ['model', 'fold', 'accuracy', 'precision', 'recall', 'f1', 'macroPrecision', 'macroRecall', 'macroF1', 'n']);
     assert.ok(existsSync(path.join(dir, 'runs/demo/report.html')));
     const second = cli(['run', 'sweep.yaml'], dir);
     assert.equal(second.code, 0);

@@ -6,6 +6,7 @@ import { writeFileAtomic } from '../store/atomic.ts';
 import type { Store } from '../store/store.ts';
 import { ARTIFACT_FILES, readJson, type PredictionsFile } from '../stages/artifacts.ts';
 import type { SplitResult } from '../stages/split.ts';
+import { classificationMetrics, zeroDivisionWarnings } from './classification.ts';
 
 export interface AggregateCell {
   key: string;
@@ -24,21 +25,46 @@ export interface AggregateParams {
 
 type Row = Record<string, ScoreValue>;
 
-/** The result tables a sweep produces, by file stem. */
-export const RESULT_TABLES = ['folds', 'scores', 'summary', 'summary-by-fold', 'classification', 'classification-summary'] as const;
+/**
+ * The result tables a sweep produces, by file stem:
+ * - `folds`: fold × class × images in train, val, test;
+ * - `scores`: model × explainer × metric × measure × fold × image → value;
+ * - `summary`, `summary-by-fold`: mean, sd, n of the values per model ×
+ *   explainer × metric × measure (and fold);
+ * - `classification`: model × fold → accuracy, precision, recall, f1 (averages
+ *   weighted by support), macroPrecision, macroRecall, macroF1, n;
+ * - `classification-by-class`: model × fold × class → precision, recall, f1, support;
+ * - `classification-summary`: model → mean and sd over folds of accuracy,
+ *   precision, recall, f1 (accuracy, accuracySd, …, f1Sd), folds;
+ * - `confusion`: model × fold × true class × predicted class → count, every pair;
+ * - `confusion-total`: model × true × predicted → count summed over folds.
+ * Classification values are fractions 0…1, as scikit-learn defines them
+ * (see classification.ts); classes are named, in the dataset's class order.
+ */
+export const RESULT_TABLES = [
+  'folds',
+  'scores',
+  'summary',
+  'summary-by-fold',
+  'classification',
+  'classification-by-class',
+  'classification-summary',
+  'confusion',
+  'confusion-total',
+] as const;
 
 /**
- * Gathers every score row and prediction of the sweep into tables: the
- * long table of per-image values, means ± sd per model × explainer × metric
- * measure (over images, and over fold means), and accuracy per model and fold.
+ * Gathers every score row and prediction of the sweep into tables (see
+ * RESULT_TABLES), writes each as CSV and JSON to `out` and returns their row
+ * counts. `warn` gets scikit-learn's zero-division warnings (a class never
+ * predicted, or absent from a fold's test set).
  */
-export async function aggregate(params: AggregateParams, store: Store, out: string): Promise<Record<string, number>> {
+export async function aggregate(params: AggregateParams, store: Store, out: string, warn: (message: string) => void = () => {}): Promise<Record<string, number>> {
   const scores: Row[] = [];
-  const predictions: Row[] = [];
+  const predictions: { model: string; fold: number; file: PredictionsFile }[] = [];
   for (const cell of params.cells) {
     if (cell.stage === 'predict') {
-      const file = readJson<PredictionsFile>(path.join(store.dir('predict', cell.key), ARTIFACT_FILES.predictions));
-      for (const row of file.rows) predictions.push({ model: cell.model!, fold: cell.fold!, id: row.id, correct: row.label === row.predicted ? 1 : 0 });
+      predictions.push({ model: cell.model!, fold: cell.fold!, file: readJson<PredictionsFile>(path.join(store.dir('predict', cell.key), ARTIFACT_FILES.predictions)) });
     } else {
       const rows = readJson<ScoreRow[]>(path.join(store.dir('score', cell.key), ARTIFACT_FILES.rows));
       for (const row of rows) {
@@ -50,7 +76,7 @@ export async function aggregate(params: AggregateParams, store: Store, out: stri
     }
   }
   const split = readJson<SplitResult>(path.join(params.splitDir, ARTIFACT_FILES.split));
-  const tables: Record<string, Row[]> = { folds: [], scores: [], summary: [], 'summary-by-fold': [], classification: [], 'classification-summary': [] };
+  const tables = Object.fromEntries(RESULT_TABLES.map((name) => [name, [] as Row[]])) as Record<(typeof RESULT_TABLES)[number], Row[]>;
   tables.folds = rows(aq.from(split.balance).groupby('fold', 'class').pivot('part', 'count').select('fold', 'class', 'train', 'val', 'test').orderby('fold', 'class'));
   const stats = { mean: aq.op.mean('value'), sd: aq.op.stdev('value'), n: aq.op.valid('value') };
   const scoreKeys = ['model', 'explainer', 'metric', 'measure'];
@@ -61,17 +87,7 @@ export async function aggregate(params: AggregateParams, store: Store, out: stri
     const byFold = table.groupby(...scoreKeys, 'fold').rollup(stats).orderby(...scoreKeys, 'fold');
     tables['summary-by-fold'] = rows(byFold);
   }
-  if (predictions.length > 0) {
-    const byFold = aq
-      .from(predictions)
-      .groupby('model', 'fold')
-      .rollup({ accuracy: aq.op.mean('correct'), n: aq.op.count() })
-      .orderby('model', 'fold');
-    tables.classification = rows(byFold);
-    tables['classification-summary'] = rows(
-      byFold.groupby('model').rollup({ accuracy: aq.op.mean('accuracy'), sd: aq.op.stdev('accuracy'), folds: aq.op.count() }).orderby('model'),
-    );
-  }
+  Object.assign(tables, classificationTables(predictions, warn));
   const counts: Record<string, number> = {};
   for (const name of RESULT_TABLES) {
     const table = tables[name];
@@ -80,6 +96,49 @@ export async function aggregate(params: AggregateParams, store: Store, out: stri
     await writeFileAtomic(path.join(out, `${name}.csv`), table.length > 0 ? aq.toCSV(aq.from(table)) : '');
   }
   return counts;
+}
+
+/** The classification tables of RESULT_TABLES from the predictions of each model × fold. */
+function classificationTables(predictions: { model: string; fold: number; file: PredictionsFile }[], warn: (message: string) => void) {
+  const tables = { classification: [] as Row[], 'classification-by-class': [] as Row[], 'classification-summary': [] as Row[], confusion: [] as Row[], 'confusion-total': [] as Row[] };
+  if (predictions.length === 0) return tables;
+  const sorted = [...predictions].sort((a, b) => (a.model < b.model ? -1 : a.model > b.model ? 1 : a.fold - b.fold));
+  const totals = new Map<string, { classes: string[]; confusion: number[][] }>();
+  for (const { model, fold, file } of sorted) {
+    const metrics = classificationMetrics(file.rows, file.classes);
+    for (const message of zeroDivisionWarnings(metrics)) warn(`${model} fold ${fold}: ${message}`);
+    const { weighted, macro } = metrics;
+    tables.classification.push({
+      model,
+      fold,
+      accuracy: metrics.accuracy,
+      precision: weighted.precision,
+      recall: weighted.recall,
+      f1: weighted.f1,
+      macroPrecision: macro.precision,
+      macroRecall: macro.recall,
+      macroF1: macro.f1,
+      n: metrics.n,
+    });
+    for (const s of metrics.perClass) tables['classification-by-class'].push({ model, fold, class: s.class, precision: s.precision, recall: s.recall, f1: s.f1, support: s.support });
+    const total = totals.get(model) ?? { classes: file.classes, confusion: file.classes.map(() => new Array<number>(file.classes.length).fill(0)) };
+    if (total.classes.join('\0') !== file.classes.join('\0')) throw new Error(`predictions of ${model} fold ${fold} name classes [${file.classes.join(', ')}], other folds [${total.classes.join(', ')}]`);
+    totals.set(model, total);
+    metrics.confusion.forEach((counts, t) =>
+      counts.forEach((count, p) => {
+        tables.confusion.push({ model, fold, true: file.classes[t], predicted: file.classes[p], count });
+        total.confusion[t][p] += count;
+      }),
+    );
+  }
+  for (const [model, { classes, confusion }] of totals) {
+    confusion.forEach((counts, t) => counts.forEach((count, p) => tables['confusion-total'].push({ model, true: classes[t], predicted: classes[p], count })));
+  }
+  const measures = ['accuracy', 'precision', 'recall', 'f1'] as const;
+  const summary = Object.fromEntries(measures.flatMap((m) => [[m, aq.op.mean(m)], [`${m}Sd`, aq.op.stdev(m)]]));
+  tables['classification-summary'] = rows(aq.from(tables.classification).groupby('model').rollup({ ...summary, folds: aq.op.count() }).orderby('model'));
+  tables.classification = rows(aq.from(tables.classification));
+  return tables;
 }
 
 /** Table rows with missing values as null, so JSON keeps every column. */

@@ -110,7 +110,7 @@ export async function runStage(task: Task, env: StageEnv, out: string): Promise<
       const { cells } = params as unknown as { cells: Omit<AggregateCell, 'key'>[] };
       // inputs: the split first, then one per cell.
       const cellKeys = task.inputs.slice(1);
-      const tables = await aggregate({ cells: cells.map((cell, i) => ({ ...cell, key: cellKeys[i] })), splitDir: input('split') }, env.store, out);
+      const tables = await aggregate({ cells: cells.map((cell, i) => ({ ...cell, key: cellKeys[i] })), splitDir: input('split') }, env.store, out, env.warn);
       return { tables };
     }
     case 'report': {
