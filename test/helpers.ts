@@ -35,8 +35,8 @@ export interface CliResult {
 
 const baseEnv = { ...process.env, CI: '1', NO_COLOR: '1' };
 
-export function cli(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}): CliResult {
-  const result = spawnSync(process.execPath, [BIN, ...args], { cwd, encoding: 'utf8', env: { ...baseEnv, ...env }, timeout: 120_000, maxBuffer: 256 * 1024 * 1024 });
+export function cli(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}, timeoutMs = 120_000): CliResult {
+  const result = spawnSync(process.execPath, [BIN, ...args], { cwd, encoding: 'utf8', env: { ...baseEnv, ...env }, timeout: timeoutMs, maxBuffer: 256 * 1024 * 1024 });
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 

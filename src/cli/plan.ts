@@ -35,6 +35,7 @@ export function planJson(sweep: Sweep, plan: Plan, withWhy: boolean) {
       plugin: t.plugin ? `${t.plugin.id}@${t.plugin.version}` : null,
       params: t.material.params,
       inputs: t.inputs,
+      ...(t.material.files ? { files: t.material.files } : {}),
       cached: t.cached,
       ...(why?.has(t.key) ? { why: why.get(t.key)!.reason } : {}),
     })),

@@ -34,3 +34,19 @@ export function mixSeed(...parts: number[]): number {
   }
   return h >>> 0;
 }
+
+/**
+ * Runs `fn` with Math.random replaced by a generator seeded with `seed`, for
+ * the synchronous span of the call: tfjs draws weight initialisations and
+ * dropout masks from Math.random when no seed is given, so this makes them
+ * reproducible.
+ */
+export function withSeededMathRandom<T>(seed: number, fn: () => T): T {
+  const original = Math.random;
+  Math.random = seededRandom(seed);
+  try {
+    return fn();
+  } finally {
+    Math.random = original;
+  }
+}

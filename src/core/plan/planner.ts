@@ -3,7 +3,7 @@ import { MissingInputError, isUserError } from '../errors.ts';
 import type { ExcludeRule, ResolvedManifest, Variant } from '../manifest/resolve.ts';
 import { matchesVariant } from '../manifest/resolve.ts';
 import type { Registry } from '../plugins/registry.ts';
-import type { FileRecord, PluginKind } from '../plugins/types.ts';
+import type { FileRecord, PluginKind, TrainingConfig } from '../plugins/types.ts';
 import { hashFiles } from '../store/file-hashes.ts';
 import type { Store } from '../store/store.ts';
 import { cacheKey, canonicalJson, sha256, type KeyMaterial } from './keys.ts';
@@ -68,7 +68,18 @@ export async function buildPlan(manifest: ResolvedManifest, registry: Registry, 
       missingData = error.message;
     }
   }
-  const tasks = expandTasks(manifest, registry, files ?? null);
+  const trainingFiles = new Map<string, [string, string][]>();
+  for (const model of manifest.models) {
+    const plugin = registry.get('architecture', model.id);
+    try {
+      const paths = plugin.trainingFiles?.(model.params, manifest.training as unknown as TrainingConfig, manifest.dir) ?? [];
+      if (paths.length > 0) trainingFiles.set(model.label, relativeFiles(await hashFiles(paths, path.join(store.root, '.file-hashes.json')), manifest.dir));
+    } catch (error) {
+      if (!(error instanceof MissingInputError) && !isUserError(error)) throw error;
+      missingData ??= error.message;
+    }
+  }
+  const tasks = expandTasks(manifest, registry, files ?? null, trainingFiles);
   markCached(tasks, store);
   return {
     name: manifest.name,
@@ -99,7 +110,7 @@ function excluded(rules: ExcludeRule[], cell: Cell, variants: { model?: Variant;
 }
 
 /** The grid's tasks, pure: the same manifest and data hashes give the same keys. */
-export function expandTasks(manifest: ResolvedManifest, registry: Registry, files: FileRecord[] | null): Task[] {
+export function expandTasks(manifest: ResolvedManifest, registry: Registry, files: FileRecord[] | null, trainingFiles = new Map<string, [string, string][]>()): Task[] {
   const tasks: Task[] = [];
   const add = (stage: Stage, pool: Pool, label: string, cell: Cell, plugin: Task['plugin'], params: unknown, refs: Partial<Record<Stage, string>>, extraInputs: string[] = [], fileList?: [string, string][]) => {
     const inputs = [...Object.values(refs), ...extraInputs];
@@ -112,7 +123,7 @@ export function expandTasks(manifest: ResolvedManifest, registry: Registry, file
   };
   const pluginOf = (v: { kind: PluginKind; id: string; version: string }) => ({ kind: v.kind, id: v.id, version: v.version });
 
-  const fileList = files?.map((f) => [path.relative(manifest.dir, f.path).split(path.sep).join('/'), f.sha256] as [string, string]);
+  const fileList = files ? relativeFiles(files, manifest.dir) : undefined;
   // Without data the index key cannot be known: a placeholder (leading zeros) that can never be cached.
   const index = add(
     'index',
@@ -138,7 +149,8 @@ export function expandTasks(manifest: ResolvedManifest, registry: Registry, file
       if (excluded(manifest.exclude, { fold }, { model })) continue;
       const at = `${model.label} fold ${fold}`;
       const base = { index: index.key, split: split.key };
-      const train = add('train', 'gpu', `train ${at}`, { model: model.label, fold }, pluginOf(model), { model: modelRef, training, imageSize, fold }, base);
+      // Pretrained weights key the train task by content, as data files key the index.
+      const train = add('train', 'gpu', `train ${at}`, { model: model.label, fold }, pluginOf(model), { model: modelRef, training, imageSize, fold }, base, [], trainingFiles.get(model.label));
       const predict = add('predict', 'gpu', `predict ${at}`, { model: model.label, fold }, pluginOf(model), { model: modelRef, imageSize, fold }, { ...base, train: train.key });
       cells.push({ key: predict.key, stage: 'predict', model: model.label, fold });
       for (const explainer of manifest.explainers) {
@@ -168,6 +180,19 @@ export function expandTasks(manifest: ResolvedManifest, registry: Registry, file
   const aggregate = add('aggregate', 'cpu', 'aggregate', {}, null, { cells: cells.map(({ key: _key, ...cell }) => cell) }, { split: split.key }, cells.map((c) => c.key));
   add('report', 'cpu', 'report', {}, null, { name: manifest.name, report: manifest.report }, { aggregate: aggregate.key });
   return tasks;
+}
+
+/**
+ * Files as key material, with their hashes: manifest-relative paths, so a
+ * project can move; a file outside the project (the weights store) by its
+ * last two path segments, so the key does not depend on the home folder.
+ */
+function relativeFiles(files: FileRecord[], dir: string): [string, string][] {
+  return files.map((f) => {
+    const relative = path.relative(dir, f.path);
+    const name = relative.startsWith('..') || path.isAbsolute(relative) ? path.join('@', path.basename(path.dirname(f.path)), path.basename(f.path)) : relative;
+    return [name.split(path.sep).join('/'), f.sha256];
+  });
 }
 
 export function summarize(plan: Plan): StageSummary[] {

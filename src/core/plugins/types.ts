@@ -3,6 +3,8 @@
  * declares and the functions its stage calls. Core code depends on these
  * types only, never on a particular plugin.
  */
+import type { LayersModel } from '@tensorflow/tfjs';
+import type { Preprocessing } from '../tensor/preprocess.ts';
 
 export type JsonSchema = Record<string, unknown>;
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -144,12 +146,46 @@ export interface Prediction {
   probabilities: number[];
 }
 
+/** The layers a CAM reads for one target module (they differ only where torch hooks see different tensors, e.g. DenseNet's norm5). */
+export interface CamLayers {
+  /** The torch module path asked for, e.g. `layer4`. */
+  module: string;
+  /** tfjs layer at whose output gradients are taken. */
+  gradient: string;
+  /** tfjs layer whose output is the activation map. */
+  activation: string;
+}
+
+/** A trained or imported model, ready for explainers and perturbation metrics. The caller disposes `model`. */
+export interface LoadedModel {
+  model: LayersModel;
+  /** Class names (numbers as text when the model came without names, e.g. ImageNet weights). */
+  classes: string[];
+  /** What turns an image file into this model's input. */
+  preprocessing: Preprocessing;
+  /** The architecture's default CAM target (pytorch-grad-cam's recommendation). */
+  target: CamLayers;
+  /** The layers for a torch module path (`layer4.2`, `features.18`…); a UserError naming valid examples when there is none. */
+  camLayers(module: string): CamLayers;
+  /** tfjs names of the convolution layers, in order (FullGrad's bias sources). */
+  convLayers: string[];
+}
+
 export interface ArchitecturePlugin<P = Params> extends PluginInfo {
   kind: 'architecture';
   /** Trains on `data.train` (validating on `data.val`) and writes the model into `ctx.out`. */
   train(ctx: TrainContext<P>): Promise<void>;
   /** Class probabilities for `data.test`. */
   predict(ctx: PredictContext<P>): Promise<Prediction[]>;
+  /** Loads the model a train task wrote (its artifact folder); architectures that explainers can use provide it. */
+  load?(dir: string): Promise<LoadedModel>;
+  /**
+   * Files whose contents the trained model depends on beyond the data (the
+   * pretrained weights `training.pretrained` names), as absolute paths: their
+   * hashes key the train task. Throws a MissingInputError saying how to get
+   * them when they are absent.
+   */
+  trainingFiles?(params: P, training: TrainingConfig, manifestDir: string): string[];
 }
 
 export interface ExplainContext<P = Params> extends TaskContext<P> {

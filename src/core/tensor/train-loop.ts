@@ -33,7 +33,7 @@
 import { readFile, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { mixSeed, seededRandom, shuffled } from '../random.ts';
+import { mixSeed, seededRandom, shuffled, withSeededMathRandom } from '../random.ts';
 import { writeFileAtomic } from '../store/atomic.ts';
 import { saveLayersModel } from './model-io.ts';
 import { augmentImages, type Augmentation } from './preprocess.ts';
@@ -92,6 +92,13 @@ export interface TrainModelOptions {
   signal?: AbortSignal;
   /** Overrides `config.augment`; null turns augmentation off. */
   augment?: Augmentation | null;
+  /**
+   * When given, the data yields images in [0, 1] and the loop normalises them
+   * after augmenting, as torchvision pipelines do (a rotation then fills with
+   * black, not with the mean colour). Without it the data is the network's
+   * input and augmentation applies to it directly.
+   */
+  normalise?: (unit: tf.Tensor4D) => tf.Tensor4D;
   /** Called after each epoch's checkpoint is on disk. */
   onEpoch?: (record: EpochRecord) => void;
   /** Folder under `out` that receives the best model (default `best`). */
@@ -384,16 +391,6 @@ function lossAndCorrect(logits: tf.Tensor, labels: tf.Tensor1D, classes: number,
 }
 
 /** Runs `fn` with Math.random drawn from `seed`, so layers that fall back to it (unseeded dropout) are reproducible. */
-function withSeededMathRandom<T>(seed: number, fn: () => T): T {
-  const original = Math.random;
-  Math.random = seededRandom(seed);
-  try {
-    return fn();
-  } finally {
-    Math.random = original;
-  }
-}
-
 function abortError(signal: AbortSignal): unknown {
   return signal.reason ?? new Error('Training aborted.');
 }
@@ -474,7 +471,8 @@ export async function trainModel(options: TrainModelOptions): Promise<TrainResul
         const batch = order.slice(b * batchSize, (b + 1) * batchSize);
         const images = await train.load(batch);
         const stats = tf.tidy(() => {
-          const x = augmentation ? augmentImages(images, augmentation, deriveSeed(config.seed, epoch, b, PURPOSE.augment)) : images;
+          const augmented = augmentation ? augmentImages(images, augmentation, deriveSeed(config.seed, epoch, b, PURPOSE.augment)) : images;
+          const x = options.normalise ? options.normalise(augmented) : augmented;
           const y = tf.tensor1d(Int32Array.from(batch, (i) => train.labels[i]), 'int32');
           return withSeededMathRandom(deriveSeed(config.seed, epoch, b, PURPOSE.layers), () => {
             let kept: tf.Scalar[] = [];
@@ -508,7 +506,7 @@ export async function trainModel(options: TrainModelOptions): Promise<TrainResul
         seconds: 0,
       };
       if (val) {
-        const evaluated = await evaluate(model, val, batchSize, classes, classWeights, signal);
+        const evaluated = await evaluate(model, val, batchSize, classes, classWeights, signal, options.normalise);
         record.valLoss = evaluated.loss;
         record.valAccuracy = evaluated.accuracy;
       }
@@ -548,7 +546,15 @@ export async function trainModel(options: TrainModelOptions): Promise<TrainResul
   }
 }
 
-async function evaluate(model: tf.LayersModel, data: Source, batchSize: number, classes: number, classWeights: tf.Tensor1D | undefined, signal: AbortSignal | undefined): Promise<{ loss: number; accuracy: number }> {
+async function evaluate(
+  model: tf.LayersModel,
+  data: Source,
+  batchSize: number,
+  classes: number,
+  classWeights: tf.Tensor1D | undefined,
+  signal: AbortSignal | undefined,
+  normalise: TrainModelOptions['normalise'],
+): Promise<{ loss: number; accuracy: number }> {
   let lossSum = 0;
   let weightSum = 0;
   let correct = 0;
@@ -557,7 +563,7 @@ async function evaluate(model: tf.LayersModel, data: Source, batchSize: number, 
     const batch = Array.from({ length: Math.min(batchSize, data.count - start) }, (_, i) => start + i);
     const images = await data.load(batch);
     const values = tf.tidy(() => {
-      const logits = model.apply(images, { training: false }) as tf.Tensor;
+      const logits = model.apply(normalise ? normalise(images) : images, { training: false }) as tf.Tensor;
       const y = tf.tensor1d(Int32Array.from(batch, (i) => data.labels[i]), 'int32');
       const parts = lossAndCorrect(logits, y, classes, classWeights);
       return tf.stack([parts.weightedSum, parts.weightSum, parts.correct]);

@@ -136,7 +136,8 @@ export function buildDenseNet(params: Partial<DenseNetParams> = {}): tf.LayersMo
  * for error messages and for sizing the head; undefined where the file is
  * not shaped like one.
  */
-export function denseNetParamsFromState(state: StateDict): Partial<DenseNetParams> & { preset?: DenseNetPreset } {
+export function denseNetParamsFromState(file: StateDict): Partial<DenseNetParams> & { preset?: DenseNetPreset } {
+  const state = withModernDenseNetKeys(file);
   const found: Partial<DenseNetParams> & { preset?: DenseNetPreset } = {};
   const conv0 = state.get('features.conv0.weight');
   if (conv0?.shape.length === 4) found.numInitFeatures = conv0.shape[0];
@@ -180,7 +181,26 @@ function configHint(state: StateDict): string {
  * says which DenseNet the file holds, and the model is left untouched.
  */
 export function importTorchDenseNet(model: tf.LayersModel, state: StateDict): void {
-  importTorchWeights(model, state, { what: `this DenseNet (${describeModel(model)})`, hint: configHint(state) });
+  const modern = withModernDenseNetKeys(state);
+  importTorchWeights(model, modern, { what: `this DenseNet (${describeModel(model)})`, hint: configHint(modern) });
+}
+
+const LEGACY_KEY = /^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$/;
+
+/**
+ * torchvision's own ImageNet DenseNet files predate its module names: they
+ * say `denselayer1.norm.1.weight` where the model has `denselayer1.norm1.weight`
+ * (torchvision renames them on load the same way; num_batches_tracked, which those files lack, is renamed too). Other files pass
+ * through unchanged.
+ */
+export function withModernDenseNetKeys(state: StateDict): StateDict {
+  if (!state.names.some((name) => LEGACY_KEY.test(name))) return state;
+  const renamed = new Map<string, StateDict extends Map<string, infer T> ? T : never>();
+  for (const name of state.names) {
+    const m = LEGACY_KEY.exec(name);
+    renamed.set(m ? `${m[1]}${m[2]}` : name, state.get(name)!);
+  }
+  return Object.assign(renamed, { names: Object.freeze([...renamed.keys()]) });
 }
 
 function describeModel(model: tf.LayersModel): string {
@@ -203,7 +223,8 @@ function describeModel(model: tf.LayersModel): string {
 }
 
 /** Builds the DenseNet a state dict describes (head size from the file unless numClasses is given) and loads it. */
-export function denseNetFromState(state: StateDict, params: Partial<DenseNetParams> = {}): tf.LayersModel {
+export function denseNetFromState(legacyOrModern: StateDict, params: Partial<DenseNetParams> = {}): tf.LayersModel {
+  const state = withModernDenseNetKeys(legacyOrModern);
   const numClasses = params.numClasses ?? denseNetParamsFromState(state).numClasses;
   return buildAndImport(() => buildDenseNet({ ...params, ...(numClasses !== undefined ? { numClasses } : {}) }), (model) => importTorchDenseNet(model, state));
 }
