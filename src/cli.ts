@@ -3,9 +3,11 @@ import { isUserError } from './core/errors.ts';
 import { registerGc, registerStatus } from './cli/inspect.ts';
 import { registerInfo } from './cli/info.ts';
 import { registerPlan } from './cli/plan.ts';
+import { registerPredict } from './cli/predict.ts';
 import { EXIT, registerRun } from './cli/run.ts';
 import { registerSynth } from './cli/synth.ts';
 import { registerTask } from './cli/task.ts';
+import { registerWeights } from './cli/weights.ts';
 
 // A closed pipe (`salgrid plan --json | head`) is the reader's choice, not an error.
 process.stdout.on('error', (error: NodeJS.ErrnoException) => {
@@ -27,6 +29,8 @@ registerStatus(program);
 registerGc(program);
 registerTask(program);
 registerSynth(program);
+registerWeights(program);
+registerPredict(program);
 
 try {
   await program.parseAsync(process.argv);
