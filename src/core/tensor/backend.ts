@@ -117,7 +117,11 @@ async function tryWasm(): Promise<Attempt> {
 }
 
 async function tryCpu(): Promise<Attempt> {
-  return (await tf.setBackend('cpu')) ? { ok: true, device: 'CPU (JavaScript)' } : { ok: false, reason: 'the cpu backend did not start' };
+  if (!(await tf.setBackend('cpu'))) return { ok: false, reason: 'the cpu backend did not start' };
+  // tfjs-backend-cpu greets its first tensor in Node with a banner recommending tfjs-node; salgrid's own backend line already says what runs and why.
+  const cpu = tf.backend() as { firstUse?: boolean };
+  if (cpu.firstUse === true) cpu.firstUse = false;
+  return { ok: true, device: 'CPU (JavaScript)' };
 }
 
 function attempt(name: BackendName, options: BackendOptions): Promise<Attempt> {

@@ -72,6 +72,8 @@ export interface TfjsArchitectureSpec<R extends Params = Params> {
 export interface TfjsArchitecture<R extends Params = Params> extends ArchitecturePlugin {
   load(dir: string): Promise<LoadedModel>;
   trainingFiles(params: Params, training: TrainingConfig, manifestDir: string): string[];
+  /** A model in memory (e.g. from importPyTorch) with its card, as explainers take it. */
+  loaded(model: tf.LayersModel, card: ModelCard): LoadedModel;
   /** Reads a PyTorch state dict into a model with its card (for `salgrid weights import`, `predict`, `explain`). */
   importPyTorch(file: string, params: Params, options?: { inputSize?: [number, number]; classes?: string[] }): Promise<{ model: tf.LayersModel; card: ModelCard }>;
   resolve(params: Params, pretrained: PretrainedKind): R;
@@ -210,20 +212,22 @@ export function defineTfjsArchitecture<R extends Params>(spec: TfjsArchitectureS
     return { module, gradient: layer, activation: layer };
   };
 
+  const loaded = (model: tf.LayersModel, found: ModelCard): LoadedModel => ({
+    model,
+    classes: found.classes,
+    preprocessing: found.preprocessing,
+    target: camLayersOf(model, found.target),
+    camLayers: (module: string) => camLayersOf(model, module),
+    convLayers: spec.convLayers(model),
+  });
+
   const load = async (dir: string): Promise<LoadedModel> => {
     const folder = modelFolder(dir);
     const found = await readModelCard(folder);
     if (!found) throw new UserError(`${folder} has no ${MODEL_CARD}; it is not a model salgrid trained or imported.`);
     const model = await loadLayersModel(folder);
     try {
-      return {
-        model,
-        classes: found.classes,
-        preprocessing: found.preprocessing,
-        target: camLayersOf(model, found.target),
-        camLayers: (module: string) => camLayersOf(model, module),
-        convLayers: spec.convLayers(model),
-      };
+      return loaded(model, found);
     } catch (error) {
       model.dispose();
       throw error;
@@ -319,6 +323,7 @@ export function defineTfjsArchitecture<R extends Params>(spec: TfjsArchitectureS
     train,
     predict,
     load,
+    loaded,
     importPyTorch,
     resolve: spec.resolve,
     imagenet: (params) => spec.imagenet?.(spec.resolve(params, 'imagenet')),

@@ -36,6 +36,7 @@ import * as tf from '@tensorflow/tfjs';
 import { mixSeed, seededRandom, shuffled, withSeededMathRandom } from '../random.ts';
 import { writeFileAtomic } from '../store/atomic.ts';
 import { saveLayersModel } from './model-io.ts';
+import { registerBatchNormGradient } from './batch-norm-gradient.ts';
 import { augmentImages, type Augmentation } from './preprocess.ts';
 
 // ---------------------------------------------------------------- configuration
@@ -402,6 +403,7 @@ const yieldToEvents = () => new Promise<void>((resolve) => setImmediate(resolve)
 
 export async function trainModel(options: TrainModelOptions): Promise<TrainResult> {
   const { model, config, out, signal } = options;
+  registerBatchNormGradient();
   const writeFile = options.writeFile ?? ((relative: string, data: string | Uint8Array) => writeFileAtomic(path.join(out, relative), data));
   const bestDir = options.bestDir ?? 'best';
   const settings = resolveOptimizer(config.optimizer);
