@@ -12,6 +12,17 @@ import { googLeNet } from './architectures/googlenet.ts';
 import { mobileNetV2 } from './architectures/mobilenet-v2.ts';
 import { resNets } from './architectures/resnet.ts';
 import { smallCnn } from './architectures/small-cnn.ts';
+import { ablationcam } from './explainers/cam/ablationcam.ts';
+import { eigencam } from './explainers/cam/eigencam.ts';
+import { eigengradcam } from './explainers/cam/eigengradcam.ts';
+import { fullgrad } from './explainers/cam/fullgrad.ts';
+import { gradcam } from './explainers/cam/gradcam.ts';
+import { gradcamElementwise } from './explainers/cam/gradcam-elementwise.ts';
+import { gradcamPlusPlus } from './explainers/cam/gradcam-plusplus.ts';
+import { hirescam } from './explainers/cam/hirescam.ts';
+import { layercam } from './explainers/cam/layercam.ts';
+import { scorecam } from './explainers/cam/scorecam.ts';
+import { xgradcam } from './explainers/cam/xgradcam.ts';
 
 const builtins: Plugin[] = [
   imageFolder,
@@ -22,6 +33,17 @@ const builtins: Plugin[] = [
   ...resNets,
   ...denseNets,
   googLeNet,
+  gradcam,
+  hirescam,
+  gradcamPlusPlus,
+  xgradcam,
+  layercam,
+  gradcamElementwise,
+  eigencam,
+  eigengradcam,
+  scorecam,
+  ablationcam,
+  fullgrad,
 ];
 
 export default builtins;
