@@ -149,7 +149,7 @@ describe('sweep execution', () => {
   });
 
   it('a failing task skips its dependants, the rest goes on, and the exit code is 2', () => {
-    const dir = project(fixtureManifest({ metrics: '  - { id: mass, params: { failFor: difference } }\n  - deletion', explainers: '  - difference' }));
+    const dir = project(fixtureManifest({ metrics: '  - { id: mass, params: { failFor: difference } }\n  - zeroing', explainers: '  - difference' }));
     const result = cli(['run', 'sweep.yaml'], dir);
     assert.equal(result.code, 2, result.stderr + result.stdout);
     assert.match(result.stdout, /3 failed, 2 skipped/);
@@ -157,7 +157,7 @@ describe('sweep execution', () => {
     const list = events(dir);
     assert.equal(list.filter((e) => e.type === 'fail').length, 3);
     assert.deepEqual(list.filter((e) => e.type === 'skip').map((e) => e.stage).sort(), ['aggregate', 'report']);
-    assert.equal(list.filter((e) => e.type === 'publish' && e.stage === 'score').length, 3, 'the deletion scores still ran');
+    assert.equal(list.filter((e) => e.type === 'publish' && e.stage === 'score').length, 3, 'the zeroing scores still ran');
     const status = JSON.parse(cli(['status', 'sweep.yaml', '--json'], dir).stdout) as { stages: { stage: string; failed: number; skipped: number }[] };
     assert.equal(status.stages.find((s) => s.stage === 'score')!.failed, 3);
     assert.equal(status.stages.find((s) => s.stage === 'report')!.skipped, 1);
@@ -199,7 +199,7 @@ describe('planning', () => {
     assert.equal(cli(['run', 'sweep.yaml'], dir).code, 0);
     const before = planJson(dir);
     assert.ok(before.tasks.every((t) => t.cached));
-    writeFileSync(path.join(dir, 'sweep.yaml'), fixtureManifest({ metrics: '  - { id: mass, params: { threshold: 0.8 } }\n  - deletion' }));
+    writeFileSync(path.join(dir, 'sweep.yaml'), fixtureManifest({ metrics: '  - { id: mass, params: { threshold: 0.8 } }\n  - zeroing' }));
     const after = planJson(dir);
     const toRun = after.tasks.filter((t) => !t.cached);
     assert.deepEqual(toRun.map((t) => t.stage).sort(), ['aggregate', 'report', ...new Array(6).fill('score')].sort());
@@ -258,7 +258,7 @@ describe('single tasks and the cache', () => {
   it('gc lists, then removes, what no plan refers to', () => {
     const dir = project();
     assert.equal(cli(['run', 'sweep.yaml'], dir).code, 0);
-    writeFileSync(path.join(dir, 'sweep.yaml'), fixtureManifest({ metrics: '  - deletion' }));
+    writeFileSync(path.join(dir, 'sweep.yaml'), fixtureManifest({ metrics: '  - zeroing' }));
     assert.equal(cli(['run', 'sweep.yaml'], dir).code, 0);
     const dry = cli(['gc', 'sweep.yaml'], dir);
     assert.match(dry.stdout, /would remove 8 artifact\(s\)/);

@@ -65,7 +65,7 @@ ${options.models ?? '  - centroid'}
 explainers:
 ${options.explainers ?? '  - difference\n  - { id: difference, params: { power: 2 } }'}
 metrics:
-${options.metrics ?? '  - mass\n  - deletion'}
+${options.metrics ?? '  - mass\n  - zeroing'}
 execution: { backend: cpu, workers: ${options.workers ?? '{ gpu: 1, cpu: 2 }'} }
 ${options.extra ?? ''}`;
 }

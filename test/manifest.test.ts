@@ -50,7 +50,7 @@ metrics:
     assert.equal(found.length, 3, found.join('\n'));
     assert.match(found[0], /^m\.yaml:5:13: \/folds\/k: must be >= 2/);
     assert.match(found[1], /^m\.yaml:11:7: \/explainers\/0\/params\/powr: unknown field "powr"; did you mean "power"\?/);
-    assert.match(found[2], /^m\.yaml:13:5: \/metrics\/0: unknown metric "mas"; did you mean "mass"\? \(known: deletion, mass\)/);
+    assert.match(found[2], /^m\.yaml:13:5: \/metrics\/0: unknown metric "mas"; did you mean "mass"\? \(known: mass, zeroing\)/);
   });
 
   it('suggests the closest plugin id for a typo and lists the known ones', () => {

@@ -52,11 +52,11 @@ describe('planner', () => {
 
   it('removes excluded cells and only those', () => {
     const dir = tempDir();
-    writeFileSync(path.join(dir, 'sweep.yaml'), fixtureManifest({ extra: 'exclude:\n  - { explainer: "difference[power=2]", metric: deletion }\n  - { fold: 3, explainer: "difference[power=1]" }\n' }));
+    writeFileSync(path.join(dir, 'sweep.yaml'), fixtureManifest({ extra: 'exclude:\n  - { explainer: "difference[power=2]", metric: zeroing }\n  - { fold: 3, explainer: "difference[power=1]" }\n' }));
     const plan = JSON.parse(cli(['plan', 'sweep.yaml', '--json'], dir).stdout) as PlanJson;
     const scores = plan.tasks.filter((t) => t.stage === 'score').map((t) => t.cell);
     assert.equal(scores.length, 12 - 3 - 2);
-    assert.ok(!scores.some((c) => c.explainer === 'difference[power=2]' && c.metric === 'deletion'));
+    assert.ok(!scores.some((c) => c.explainer === 'difference[power=2]' && c.metric === 'zeroing'));
     assert.ok(!scores.some((c) => c.fold === 3 && c.explainer === 'difference[power=1]'));
     assert.equal(plan.tasks.filter((t) => t.stage === 'explain').length, 5);
   });

@@ -23,6 +23,13 @@ import { hirescam } from './explainers/cam/hirescam.ts';
 import { layercam } from './explainers/cam/layercam.ts';
 import { scorecam } from './explainers/cam/scorecam.ts';
 import { xgradcam } from './explainers/cam/xgradcam.ts';
+import { hitRateMetric } from './metrics/hit-rate.ts';
+import { layerCoverageMetric } from './metrics/layer-coverage.ts';
+import { iouMetric } from './metrics/iou.ts';
+import { pointingGameMetric } from './metrics/pointing-game.ts';
+import { relevanceMassMetric } from './metrics/relevance-mass.ts';
+import { relevanceRankMetric } from './metrics/relevance-rank.ts';
+import { pixelAucMetric } from './metrics/pixel-auc.ts';
 
 const builtins: Plugin[] = [
   imageFolder,
@@ -44,6 +51,13 @@ const builtins: Plugin[] = [
   scorecam,
   ablationcam,
   fullgrad,
+  hitRateMetric,
+  layerCoverageMetric,
+  iouMetric,
+  pointingGameMetric,
+  relevanceMassMetric,
+  relevanceRankMetric,
+  pixelAucMetric,
 ];
 
 export default builtins;
