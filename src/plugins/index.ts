@@ -23,6 +23,14 @@ import { hirescam } from './explainers/cam/hirescam.ts';
 import { layercam } from './explainers/cam/layercam.ts';
 import { scorecam } from './explainers/cam/scorecam.ts';
 import { xgradcam } from './explainers/cam/xgradcam.ts';
+import { deepLift } from './explainers/attribution/deeplift.ts';
+import { gradientShap } from './explainers/attribution/gradient-shap.ts';
+import { guidedBackprop } from './explainers/attribution/guided-backprop.ts';
+import { inputXGradient } from './explainers/attribution/input-x-gradient.ts';
+import { integratedGradients } from './explainers/attribution/integrated-gradients.ts';
+import { smoothGrad, varGrad } from './explainers/attribution/noise-tunnel.ts';
+import { occlusion } from './explainers/attribution/occlusion.ts';
+import { saliency } from './explainers/attribution/saliency.ts';
 import { hitRateMetric } from './metrics/hit-rate.ts';
 import { layerCoverageMetric } from './metrics/layer-coverage.ts';
 import { iouMetric } from './metrics/iou.ts';
@@ -51,6 +59,15 @@ const builtins: Plugin[] = [
   scorecam,
   ablationcam,
   fullgrad,
+  saliency,
+  inputXGradient,
+  integratedGradients,
+  gradientShap,
+  occlusion,
+  deepLift,
+  guidedBackprop,
+  smoothGrad,
+  varGrad,
   hitRateMetric,
   layerCoverageMetric,
   iouMetric,

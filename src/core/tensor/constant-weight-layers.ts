@@ -8,8 +8,13 @@
  * (whose gradient builds shared terms for its weight gradients up front), run
  * here inside a custom gradient that reads the weights as constants; every
  * other layer runs its own call.
+ *
+ * Methods with modified backward rules (guided backprop, DeepLift) replace
+ * element-wise activations through `CallOptions.activation`: it reaches
+ * Activation and ReLU layers and the activation fused into Conv2D and Dense.
  */
 import * as tf from '@tensorflow/tfjs';
+import { UserError } from '../errors.ts';
 import type { Kwargs, LayerStep } from './layer-graph.ts';
 
 interface Activation {
@@ -45,11 +50,21 @@ interface BatchNormFields {
   movingVariance: LayerVariable;
 }
 
+/** Stands in for some element-wise activations, e.g. a ReLU whose backward pass follows another rule. */
+export interface ActivationOverride {
+  /** Whether `apply` replaces the activation tfjs calls `name` (relu, sigmoid, …). */
+  replaces(name: string): boolean;
+  /** The activation of x, as a tensor whose gradient is the override's. */
+  apply(name: string, x: tf.Tensor): tf.Tensor;
+}
+
 export interface CallOptions {
   /** Run Conv2D, Dense and BatchNormalization with a gradient for their input only. */
   readonly constantWeights: boolean;
   /** Leave out a final softmax, so the output is the logits. */
   readonly withoutSoftmax: boolean;
+  /** Activations to replace (absent: every layer keeps its own). */
+  readonly activation?: ActivationOverride;
 }
 
 function isVariable(value: unknown): value is LayerVariable {
@@ -129,21 +144,23 @@ function conv2dConstantFilter(x: tf.Tensor4D, fields: ConvFields, activation: 'r
   return withInputGradient(x, forward, backward) as tf.Tensor4D;
 }
 
-function callConv2D(layer: tf.layers.Layer, x: tf.Tensor, withoutSoftmax: boolean): tf.Tensor | undefined {
+function callConv2D(layer: tf.layers.Layer, x: tf.Tensor, withoutSoftmax: boolean, override?: ActivationOverride): tf.Tensor | undefined {
   const fields = layer as unknown as Partial<ConvFields>;
   if (fields.rank !== 2 || x.rank !== 4 || !isVariable(fields.kernel) || !isActivation(fields.activation) || !Array.isArray(fields.strides)) return undefined;
   if (fields.padding !== 'same' && fields.padding !== 'valid') return undefined;
   const conv = fields as ConvFields;
   const name = conv.activation.getClassName();
   const skip = name === 'linear' || (withoutSoftmax && name === 'softmax');
-  const fused = skip ? 'linear' : fusedActivation(name);
+  const replaced = !skip && override?.replaces(name) === true;
+  const fused = skip || replaced ? 'linear' : fusedActivation(name);
   const channelsFirst = conv.dataFormat === 'channelsFirst';
   let y: tf.Tensor = conv2dConstantFilter((channelsFirst ? tf.transpose(x, [0, 2, 3, 1]) : x) as tf.Tensor4D, conv, fused ?? 'linear');
   if (channelsFirst) y = tf.transpose(y, [0, 3, 1, 2]);
+  if (replaced) return override!.apply(name, y);
   return fused === undefined ? conv.activation.apply(y) : y;
 }
 
-function callDense(layer: tf.layers.Layer, x: tf.Tensor, withoutSoftmax: boolean): tf.Tensor | undefined {
+function callDense(layer: tf.layers.Layer, x: tf.Tensor, withoutSoftmax: boolean, override?: ActivationOverride): tf.Tensor | undefined {
   const fields = layer as unknown as Partial<DenseFields>;
   if (x.rank < 2 || !isVariable(fields.kernel) || !isActivation(fields.activation)) return undefined;
   const dense = fields as DenseFields;
@@ -151,7 +168,8 @@ function callDense(layer: tf.layers.Layer, x: tf.Tensor, withoutSoftmax: boolean
   const bias = dense.bias?.read();
   const name = dense.activation.getClassName();
   const skip = name === 'linear' || (withoutSoftmax && name === 'softmax');
-  const activation = skip ? 'linear' : fusedActivation(name) ?? 'linear';
+  const replaced = !skip && override?.replaces(name) === true;
+  const activation = skip || replaced ? 'linear' : fusedActivation(name) ?? 'linear';
   const [inputs, units] = kernel.shape;
   const flat = x.rank === 2 ? (x as tf.Tensor2D) : tf.reshape(x, [-1, inputs]) as tf.Tensor2D;
   const forward = (input: tf.Tensor2D, save: tf.GradSaveFunc): tf.Tensor => {
@@ -162,6 +180,7 @@ function callDense(layer: tf.layers.Layer, x: tf.Tensor, withoutSoftmax: boolean
   const backward = (dy: tf.Tensor, saved: tf.Tensor[]): tf.Tensor => tf.matMul(activation === 'relu' ? reluMask(dy, saved[0]) : dy, kernel, false, true);
   let y = withInputGradient(flat, forward, backward);
   if (x.rank !== 2) y = tf.reshape(y, [...x.shape.slice(0, -1), units]);
+  if (replaced) return override!.apply(name, y);
   return skip || fusedActivation(name) !== undefined ? y : dense.activation.apply(y);
 }
 
@@ -191,19 +210,34 @@ function callBatchNorm(layer: tf.layers.Layer, x: tf.Tensor, kwargs: Kwargs): tf
   return withInputGradient(x, (input) => layer.call(input, kwargs) as tf.Tensor, backward);
 }
 
+/** An Activation layer, or a ReLU layer without a ceiling, whose activation the override replaces. */
+function callOverridden(layer: tf.layers.Layer, x: tf.Tensor, override: ActivationOverride): tf.Tensor | undefined {
+  const kind = layer.getClassName();
+  const maxValue = (layer as unknown as { maxValue?: number | null }).maxValue;
+  const name = kind === 'Activation' ? activationName(layer) : kind === 'ReLU' && (maxValue === undefined || maxValue === null) ? 'relu' : undefined;
+  return name !== undefined && override.replaces(name) ? override.apply(name, x) : undefined;
+}
+
 /** Runs one layer call in inference mode (batch norm on moving statistics, dropout off). */
 export function callLayer(step: LayerStep, inputs: tf.Tensor[], options: CallOptions): tf.Tensor[] {
   const { layer } = step;
   const kwargs: Kwargs = { ...step.callArgs, training: false };
   if (options.withoutSoftmax && isSoftmaxLayer(layer)) return inputs;
   let output: tf.Tensor | undefined;
+  const override = options.activation;
   if (inputs.length === 1) {
     const kind = layer.getClassName();
-    if (kind === 'Conv2D' && (options.constantWeights || options.withoutSoftmax)) output = callConv2D(layer, inputs[0], options.withoutSoftmax);
-    else if (kind === 'Dense' && (options.constantWeights || options.withoutSoftmax)) output = callDense(layer, inputs[0], options.withoutSoftmax);
+    const custom = override !== undefined;
+    if (kind === 'Conv2D' && (options.constantWeights || options.withoutSoftmax || custom)) output = callConv2D(layer, inputs[0], options.withoutSoftmax, override);
+    else if (kind === 'Dense' && (options.constantWeights || options.withoutSoftmax || custom)) output = callDense(layer, inputs[0], options.withoutSoftmax, override);
     else if (kind === 'BatchNormalization' && options.constantWeights) output = callBatchNorm(layer, inputs[0], kwargs);
+    else if (custom) output = callOverridden(layer, inputs[0], override);
   }
   if (output !== undefined) return [output];
+  const own = activationName(layer);
+  if (override && own !== undefined && override.replaces(own) && !(options.withoutSoftmax && own === 'softmax')) {
+    throw new UserError(`Layer ${step.path} (${layer.getClassName()}) applies ${own} inside itself, where this method's backward rule for ${own} cannot reach it; give the layer a separate Activation layer.`);
+  }
   if (options.withoutSoftmax && activationName(layer) === 'softmax') {
     throw new Error(`Cannot leave out the softmax of layer ${step.path} (${layer.getClassName()}): give its output a separate Activation or Softmax layer.`);
   }

@@ -1,0 +1,28 @@
+/**
+ * DeepLift with the rescale rule (Shrikumar et al. 2017), as Captum 0.8's
+ * DeepLift computes it: inputs and baselines run as one batch; each ReLU (and
+ * ELU, sigmoid, tanh, softplus) passes back Δout/Δin, max pooling Captum's own
+ * rule (see deepLiftRules); attribution = (x − baseline) · that gradient.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { deepLiftRules, modifiedInputGradient } from '../../../core/tensor/modified-backprop.ts';
+import { BASELINE_PARAM, BLUR_SIGMA_PARAM, SEED_PARAM, baselineFor, defineAttributionExplainer } from './attribution-base.ts';
+
+export const deepLift = defineAttributionExplainer({
+  id: 'deeplift',
+  version: '1',
+  description: 'DeepLift, rescale rule, Captum’s max-pool rule: (x − baseline) · multipliers (Captum DeepLift).',
+  params: { baseline: BASELINE_PARAM, blurSigma: BLUR_SIGMA_PARAM, seed: SEED_PARAM },
+  async attribute(batch, params) {
+    const { model, input, targets } = batch;
+    const baseline = await baselineFor(params.baseline, batch, { seed: params.seed as number, blurSigma: params.blurSigma as number });
+    try {
+      return tf.tidy(() => {
+        const gradient = modifiedInputGradient(model.model, tf.concat([input, baseline], 0), [...targets, ...targets], deepLiftRules());
+        return tf.mul(tf.sub(input, baseline), tf.slice(gradient, [0, 0, 0, 0], [input.shape[0], -1, -1, -1])) as tf.Tensor4D;
+      });
+    } finally {
+      baseline.dispose();
+    }
+  },
+});
