@@ -327,7 +327,7 @@ describe('baselines', () => {
     const model = bareLoadedModel(net);
     // Two constant images, 0.5 and 0.25.
     const input = tf.tidy(() => tf.concat([tf.fill([1, 8, 8, 3], 0.5), tf.fill([1, 8, 8, 3], 0.25)]) as tf.Tensor4D);
-    const batch = { model, input, targets: [0, 1], warn: () => {} };
+    const batch = { model, input, targets: [0, 1], warn: () => {}, baseDir: process.cwd() };
     const values = async (kind: Parameters<typeof baselineFor>[0], options = {}) => {
       const t = await baselineFor(kind, batch, options);
       assert.deepEqual(t.shape, input.shape);

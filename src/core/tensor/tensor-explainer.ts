@@ -33,6 +33,8 @@ export interface ExplainBatch {
   /** The class explained for each image. */
   targets: number[];
   warn(message: string): void;
+  /** Folder that relative paths in params (e.g. a baseline image) resolve against: the manifest's, or the working folder outside a sweep. */
+  baseDir: string;
 }
 
 export interface ExplainOutput {
@@ -62,7 +64,7 @@ export const TARGET_PARAM: JsonSchema = {
 
 export interface TensorExplainer<P extends Params = Params> extends ExplainerPlugin {
   /** Maps for inputs outside a sweep; `labels` are needed only for `target: label`. */
-  explainInput(model: LoadedModel, input: tf.Tensor4D, params: P, options?: { labels?: number[]; warn?: (message: string) => void }): Promise<{ maps: Float32Array[]; attributions?: Float32Array[]; targets: number[] }>;
+  explainInput(model: LoadedModel, input: tf.Tensor4D, params: P, options?: { labels?: number[]; warn?: (message: string) => void; baseDir?: string }): Promise<{ maps: Float32Array[]; attributions?: Float32Array[]; targets: number[] }>;
 }
 
 /** Argmax of the model's output per image. */
@@ -139,9 +141,9 @@ export function defineTensorExplainer<P extends Params>(spec: TensorExplainerSpe
   };
   const perBatch = (p: P) => Math.max(1, spec.imagesPerBatch?.(p) ?? 8);
 
-  const runBatch = async (model: LoadedModel, input: tf.Tensor4D, p: P, labels: number[] | undefined, warn: (m: string) => void) => {
+  const runBatch = async (model: LoadedModel, input: tf.Tensor4D, p: P, labels: number[] | undefined, warn: (m: string) => void, baseDir: string) => {
     const targets = resolveTargets((p.target ?? 'predicted') as TargetParam, model, input, labels);
-    const output = await spec.explain({ model, input, targets, warn }, p);
+    const output = await spec.explain({ model, input, targets, warn, baseDir }, p);
     try {
       const [n, h, w] = input.shape;
       if (output.maps.shape.join() !== [n, h, w].join()) {
@@ -163,7 +165,7 @@ export function defineTensorExplainer<P extends Params>(spec: TensorExplainerSpe
       const count = Math.min(size, input.shape[0] - start);
       const batch = tf.slice(input, [start, 0, 0, 0], [count, -1, -1, -1]);
       try {
-        const result = await runBatch(model, batch, p, options.labels?.slice(start, start + count), warn);
+        const result = await runBatch(model, batch, p, options.labels?.slice(start, start + count), warn, options.baseDir ?? process.cwd());
         maps.push(...result.maps);
         if (result.attributions) attributions.push(...result.attributions);
         targets.push(...result.targets);
@@ -187,7 +189,7 @@ export function defineTensorExplainer<P extends Params>(spec: TensorExplainerSpe
       await images.forEachBatch(perBatch(p), async (input, indices) => {
         if (ctx.signal.aborted) throw ctx.signal.reason;
         const items: DatasetItem[] = indices.map((i) => todo[i]);
-        const result = await runBatch(model, input, p, items.map((item) => item.label), ctx.warn);
+        const result = await runBatch(model, input, p, items.map((item) => item.label), ctx.warn, ctx.manifestDir);
         for (const [k, item] of items.entries()) {
           // Preview and attribution first, the map last: an image counts as done once its map exists.
           await writeJetOverlay(path.join(ctx.out, previewFile(item.id)), result.maps[k], w, h, await readImage(ctx.data.resolve(item.image)));

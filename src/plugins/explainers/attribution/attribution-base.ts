@@ -247,7 +247,7 @@ export async function baselineFor(kind: Json, batch: ExplainBatch, options: { se
   }
   if (kind === 'blurred') return gaussianBlur(input, options.blurSigma ?? 10);
   if (typeof kind !== 'string') throw new UserError(`baseline ${JSON.stringify(kind)} is not zeros, uniform, blurred, a number or an image path.`);
-  const image = await readImage(path.resolve(kind));
+  const image = await readImage(path.resolve(batch.baseDir, kind));
   return tf.tidy(() => {
     const one = preprocessImages(rawTensor(image), { size: [h, w], normalisation: model.preprocessing.normalisation }, { bitDepth: image.bitDepth });
     if (one.shape[3] !== c) throw new UserError(`baseline image ${kind} gives ${one.shape[3]} channels; the model takes ${c}.`);
