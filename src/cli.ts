@@ -4,6 +4,7 @@ import { registerGc, registerStatus } from './cli/inspect.ts';
 import { registerInfo } from './cli/info.ts';
 import { registerPlan } from './cli/plan.ts';
 import { registerPredict } from './cli/predict.ts';
+import { registerExplain } from './cli/explain.ts';
 import { EXIT, registerRun } from './cli/run.ts';
 import { registerSynth } from './cli/synth.ts';
 import { registerTask } from './cli/task.ts';
@@ -31,6 +32,7 @@ registerTask(program);
 registerSynth(program);
 registerWeights(program);
 registerPredict(program);
+registerExplain(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -3,13 +3,14 @@
  * `explain`: `--arch <id>` looked up in the registry (with its closest-id
  * suggestion), and repeatable `--arch-param key=value` with YAML values
  * (`widthMult=0.5`, `layers=[1,2,1,1]`, `block=basic`), checked against the
- * plugin's params schema so a mistake names the param.
+ * plugin's params schema so a mistake names the param. The pair parsing and
+ * the schema check serve any plugin's params (`explain --param`).
  */
 import type { Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { UserError, errorMessage } from '../core/errors.ts';
 import { createAjv, problemsFromAjv } from '../core/manifest/ajv.ts';
-import type { ArchitecturePlugin, Params } from '../core/plugins/types.ts';
+import type { ArchitecturePlugin, Params, PluginInfo } from '../core/plugins/types.ts';
 import type { Registry } from '../core/plugins/registry.ts';
 import type { TfjsArchitecture } from '../core/tensor/tfjs-architecture.ts';
 import { BUILTINS } from './context.ts';
@@ -26,27 +27,37 @@ const collect = (value: string, previous: string[] | undefined) => [...(previous
 export function addArchParamOptions(command: Command): Command {
   return command
     .option('--arch-param <key=value>', 'an architecture param, value in YAML (e.g. widthMult=0.5, layers=[1,2,1,1]); repeatable', collect)
-    .option('--plugin <module>', 'also load this plugin module, for its architectures (repeatable)', collect);
+    .option('--plugin <module>', 'also load this plugin module, for its architectures (and explainers); repeatable', collect);
 }
 
-/** The key=value pairs as params, values parsed as YAML; not yet checked against a schema. */
-export function parseArchParamPairs(pairs: readonly string[]): Params {
+/** The key=value pairs of a repeatable `flag` (`--arch-param`, `--param`) as params, values parsed as YAML; not yet checked against a schema. */
+export function parseParamPairs(pairs: readonly string[], flag = '--arch-param', example = 'widthMult=0.5 or layers=[1,2,1,1]'): Params {
   const params: Params = {};
   for (const pair of pairs) {
     const at = pair.indexOf('=');
     const key = at < 0 ? '' : pair.slice(0, at).trim();
-    if (at < 0 || key === '') throw new UserError(`--arch-param takes key=value, such as widthMult=0.5 or layers=[1,2,1,1]; got "${pair}".`);
+    if (at < 0 || key === '') throw new UserError(`${flag} takes key=value, such as ${example}; got "${pair}".`);
     const text = pair.slice(at + 1).trim();
-    if (text === '') throw new UserError(`--arch-param ${key} has no value; write ${key}=<value>.`);
-    if (Object.hasOwn(params, key)) throw new UserError(`--arch-param ${key} is given twice; give it once.`);
-    try {
-      params[key] = parseYaml(text) as Params[string];
-    } catch (error) {
-      const reason = errorMessage(error).split('\n')[0].replace(/:\s*$/, '');
-      throw new UserError(`--arch-param ${key}: "${text}" is not a YAML value (${reason}); write a number, a word or a list such as [1,2,1,1].`);
-    }
+    if (text === '') throw new UserError(`${flag} ${key} has no value; write ${key}=<value>.`);
+    if (Object.hasOwn(params, key)) throw new UserError(`${flag} ${key} is given twice; give it once.`);
+    params[key] = parseParamValue(text, `${flag} ${key}`);
   }
   return params;
+}
+
+/** One flag value as YAML (`0.5` → 0.5, `[1,2]` → a list, `CG` → "CG"); `what` names it in the error. */
+export function parseParamValue(text: string, what: string): Params[string] {
+  try {
+    return parseYaml(text) as Params[string];
+  } catch (error) {
+    const reason = errorMessage(error).split('\n')[0].replace(/:\s*$/, '');
+    throw new UserError(`${what}: "${text}" is not a YAML value (${reason}); write a number, a word or a list such as [1,2,1,1].`);
+  }
+}
+
+/** The key=value pairs as architecture params, values parsed as YAML; not yet checked against a schema. */
+export function parseArchParamPairs(pairs: readonly string[]): Params {
+  return parseParamPairs(pairs);
 }
 
 /** `/blockConfig/0` → `blockConfig[0]`: how the user would name it. */
@@ -58,20 +69,29 @@ function paramName(pointer: string): string {
     .join('');
 }
 
-/** The params given by `--arch-param`, checked against the architecture's schema (which fills in its defaults). */
-export function archParams(plugin: ArchitecturePlugin, pairs: readonly string[]): Params {
-  const params = parseArchParamPairs(pairs);
+/**
+ * `params` checked against a plugin's params schema, which fills in its
+ * defaults (in place; also returned). The first problem is a UserError
+ * naming the param: `flagOf(name)` says which flag gave it (default `--arch-param`).
+ */
+export function checkParams(plugin: PluginInfo, params: Params, flagOf: (name: string) => string = () => '--arch-param'): Params {
   const validate = createAjv().compile(plugin.params);
   if (!validate(params)) {
     const [problem] = problemsFromAjv(validate.errors);
     const name = paramName(problem.pointer);
+    const flag = flagOf(name.split(/[.[]/)[0]);
     const unknown = /^unknown field "[^"]*"/.exec(problem.message);
     if (unknown) {
-      throw new UserError(`--arch-param ${name}: ${plugin.id} has no param "${name}"${problem.message.slice(unknown[0].length)}.`);
+      throw new UserError(`${flag} ${name}: ${plugin.id} has no param "${name}"${problem.message.slice(unknown[0].length)}.`);
     }
-    throw new UserError(`--arch-param ${name || '(params)'} of ${plugin.id} ${problem.message}.`);
+    throw new UserError(`${flag} ${name || '(params)'} of ${plugin.id} ${problem.message}.`);
   }
   return params;
+}
+
+/** The params given by `--arch-param`, checked against the architecture's schema (which fills in its defaults). */
+export function archParams(plugin: ArchitecturePlugin, pairs: readonly string[]): Params {
+  return checkParams(plugin, parseArchParamPairs(pairs));
 }
 
 /** The registry with the built-in plugins and any `--plugin` modules (paths relative to the working folder). */

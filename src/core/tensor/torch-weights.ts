@@ -9,6 +9,7 @@
  * [out, in] (tfjs Dense [in, out]); batch norm's weight / bias / running_mean /
  * running_var are tfjs's gamma / beta / moving_mean / moving_variance.
  */
+import { distance } from 'fastest-levenshtein';
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../errors.ts';
 import { toFloat32, type StateDict } from './pytorch-state-dict.ts';
@@ -166,12 +167,36 @@ export function countTrainableParams(model: tf.LayersModel): number {
  * `architecture` and `examples` make the error say what a valid path looks like.
  */
 export function layerForModule(model: tf.LayersModel, torchPath: string, architecture: string, examples: string): tf.layers.Layer {
+  const near = () => nearModules(model, torchPath).join(', ');
+  if (torchPath.includes('_')) {
+    throw new UserError(`${architecture} has no module ${torchPath}: target layers are torchvision module paths, with dots, such as ${examples}; nearest in this model: ${near()}.`);
+  }
   const name = tfjsName(torchPath);
   const exact = model.layers.find((layer) => layer.name === name);
   if (exact) return exact;
   const inside = model.layers.filter((layer) => layer.name.startsWith(`${name}_`));
-  if (inside.length === 0) throw new UserError(`${architecture} has no module ${torchPath}; target layers are torchvision module paths such as ${examples}.`);
+  if (inside.length === 0) throw new UserError(`${architecture} has no module ${torchPath}; target layers are torchvision module paths such as ${examples}; nearest in this model: ${near()}.`);
   return inside[inside.length - 1];
+}
+
+/**
+ * The model's torch module paths (its layers' and every enclosing module's)
+ * closest to `torchPath` by edit distance, in network order among equals:
+ * what an error about a mistyped module offers instead.
+ */
+export function nearModules(model: tf.LayersModel, torchPath: string, count = 5): string[] {
+  const modules = new Set<string>();
+  for (const layer of model.layers) {
+    if (layer.getClassName() === 'InputLayer') continue;
+    const parts = torchName(layer.name).split('.');
+    for (let i = 1; i <= parts.length; i++) modules.add(parts.slice(0, i).join('.'));
+  }
+  const wanted = torchPath.replaceAll('_', '.').toLowerCase();
+  return [...modules]
+    .map((module) => ({ module, d: distance(wanted, module.toLowerCase()) }))
+    .sort((a, b) => a.d - b.d)
+    .slice(0, count)
+    .map(({ module }) => module);
 }
 
 /** Builds a model and loads weights into it; a failed load frees the model's tensors before the error goes on. */

@@ -216,7 +216,7 @@ export const BASELINE_PARAM: JsonSchema = {
 
 export const BLUR_SIGMA_PARAM: JsonSchema = { type: 'number', exclusiveMinimum: 0, default: 10, description: 'Standard deviation in pixels of the Gaussian blur of a `blurred` baseline.' };
 
-export const INTERNAL_BATCH_PARAM: JsonSchema = { type: 'integer', minimum: 1, default: 32, description: 'Inputs per forward (and backward) pass, as Captum’s internal_batch_size: bounds memory, does not change the result.' };
+export const INTERNAL_BATCH_PARAM: JsonSchema = { type: 'integer', minimum: 1, default: 8, description: 'Inputs per forward (and backward) pass, as Captum’s internal_batch_size: bounds memory (8 keeps a 224×224 MobileNetV2 inside wasm’s 4 GiB heap), does not change the result.' };
 
 /** Each image under a Gaussian blur (reflected borders), channel by channel. */
 export function gaussianBlur(images: tf.Tensor4D, sigma: number): tf.Tensor4D {
