@@ -220,8 +220,9 @@ class Optimizer {
     const slot = this.slots[i];
     const shape = this.variables[i].shape;
     const needsM = this.settings.kind === 'adam' || this.settings.momentum > 0;
-    if (needsM && !slot.m) slot.m = tf.variable(tf.zeros(shape), false);
-    if (this.settings.kind === 'adam' && !slot.v) slot.v = tf.variable(tf.zeros(shape), false);
+    // Inside tidy, so the zeros each variable starts from are freed (a variable keeps its own reference to the data).
+    if (needsM && !slot.m) slot.m = tf.tidy(() => tf.variable(tf.zeros(shape), false));
+    if (this.settings.kind === 'adam' && !slot.v) slot.v = tf.tidy(() => tf.variable(tf.zeros(shape), false));
     return slot;
   }
 
