@@ -1,10 +1,12 @@
 import { Command, CommanderError } from 'commander';
 import { isUserError } from './core/errors.ts';
+import { registerExplain } from './cli/explain.ts';
 import { registerGc, registerStatus } from './cli/inspect.ts';
 import { registerInfo } from './cli/info.ts';
 import { registerPlan } from './cli/plan.ts';
 import { registerPredict } from './cli/predict.ts';
-import { registerExplain } from './cli/explain.ts';
+import { registerReport } from './cli/report.ts';
+import { registerResults } from './cli/results.ts';
 import { EXIT, registerRun } from './cli/run.ts';
 import { registerSynth } from './cli/synth.ts';
 import { registerTask } from './cli/task.ts';
@@ -26,6 +28,8 @@ const program = new Command('salgrid')
 registerInfo(program);
 registerPlan(program);
 registerRun(program);
+registerResults(program);
+registerReport(program);
 registerStatus(program);
 registerGc(program);
 registerTask(program);

@@ -59,6 +59,22 @@ describe('aggregate: classification tables from the centroid fixture', () => {
   const csvHeader = (name: string) => readFileSync(path.join(dir, 'runs/demo/results', `${name}.csv`), 'utf8').split('\n')[0];
   /** The predictions artifacts of the run, by "model/fold". */
   const predictions = new Map<string, PredictionsFile>();
+  /** The score artifacts of the run: the raw rows with their grid cell. */
+  const scoreArtifacts: { model: string; fold: number; explainer: string; metric: string; rows: Row[] }[] = [];
+  /** Every numeric score value by model × explainer × metric × measure, each with its fold and image. */
+  const rawValues = () => {
+    const values = new Map<string, { fold: number; id: string; value: number }[]>();
+    for (const artifact of scoreArtifacts) {
+      for (const row of artifact.rows) {
+        for (const [measure, value] of Object.entries(row)) {
+          if (measure === 'id' || typeof value !== 'number') continue;
+          const key = JSON.stringify([artifact.model, artifact.explainer, artifact.metric, measure]);
+          values.set(key, [...(values.get(key) ?? []), { fold: artifact.fold, id: String(row.id), value }]);
+        }
+      }
+    }
+    return values;
+  };
 
   before(() => {
     dir = tempDir();
@@ -75,6 +91,12 @@ describe('aggregate: classification tables from the centroid fixture', () => {
       predictions.set(`${meta.context.model}/${meta.context.fold}`, JSON.parse(readFileSync(path.join(cache, key, 'predictions.json'), 'utf8')) as PredictionsFile);
     }
     assert.equal(predictions.size, 6);
+    const scoreCache = path.join(dir, 'runs/cache/score');
+    for (const key of readdirSync(scoreCache)) {
+      const meta = JSON.parse(readFileSync(path.join(scoreCache, key, 'meta.json'), 'utf8')) as { context: { model: string; fold: number; explainer: string; metric: string } };
+      scoreArtifacts.push({ ...meta.context, rows: JSON.parse(readFileSync(path.join(scoreCache, key, 'rows.json'), 'utf8')) as Row[] });
+    }
+    assert.equal(scoreArtifacts.length, 6);
   });
 
   it('classification: weighted and macro precision, recall, F1 and accuracy per model × fold', () => {
@@ -155,9 +177,70 @@ describe('aggregate: classification tables from the centroid fixture', () => {
     }
   });
 
+  it('summary-over-folds: mean and sd of the fold means of the raw score rows, and the folds with a mean', () => {
+    const table = results('summary-over-folds');
+    assert.equal(csvHeader('summary-over-folds'), 'model,explainer,metric,measure,mean,sd,folds');
+    const raw = rawValues();
+    assert.equal(table.length, raw.size);
+    for (const row of table) {
+      const values = raw.get(JSON.stringify([row.model, row.explainer, row.metric, row.measure]))!;
+      const foldMeans = [...new Set(values.map((v) => v.fold))].map((fold) => mean(values.filter((v) => v.fold === fold).map((v) => v.value)));
+      const what = `${row.explainer} ${row.metric} ${row.measure}`;
+      close(row.mean, mean(foldMeans), `${what} mean`);
+      close(row.sd, sd(foldMeans), `${what} sd`);
+      assert.equal(row.folds, foldMeans.length);
+    }
+    assert.ok(table.every((r) => r.folds === 3));
+  });
+
+  it('summary-by-class: mean, sd and n of the raw values of each true class, all folds together', () => {
+    const table = results('summary-by-class');
+    assert.equal(csvHeader('summary-by-class'), 'model,explainer,metric,measure,class,mean,sd,n');
+    const raw = rawValues();
+    assert.equal(table.length, raw.size * 3);
+    for (const row of table) {
+      // The points dataset names images <class>/<file>: the class straight from the id, not from the predictions.
+      const values = raw.get(JSON.stringify([row.model, row.explainer, row.metric, row.measure]))!.filter((v) => v.id.startsWith(`${row.class}/`)).map((v) => v.value);
+      const what = `${row.model} ${row.explainer} ${row.metric} ${row.measure} ${row.class}`;
+      assert.equal(row.n, values.length, what);
+      close(row.mean, mean(values), `${what} mean`);
+      close(row.sd, sd(values), `${what} sd`);
+    }
+    assert.deepEqual(
+      table.slice(0, 3).map((r) => r.class),
+      ['class0', 'class1', 'class2'],
+    );
+  });
+
+  it('predictions: true and predicted class and the predicted class’s probability per model × fold × image', () => {
+    const table = results('predictions');
+    assert.equal(csvHeader('predictions'), 'model,fold,id,true,predicted,confidence');
+    assert.equal(table.length, [...predictions.values()].reduce((n, file) => n + file.rows.length, 0));
+    for (const row of table) {
+      const file = predictions.get(`${row.model}/${row.fold}`)!;
+      const own = file.rows.find((r) => r.id === row.id)!;
+      assert.equal(row.true, file.classes[own.label]);
+      assert.equal(row.predicted, file.classes[own.predicted]);
+      assert.equal(row.confidence, Math.max(...own.probabilities));
+    }
+  });
+
+  it('variants: what each label stands for; training: empty for an architecture that keeps no history', () => {
+    assert.deepEqual(
+      results('variants').map((r) => [r.kind, r.label, r.id, JSON.parse(String(r.params)).rate ?? null]),
+      [
+        ['architecture', 'centroid[rate=0.5]', 'centroid', 0.5],
+        ['architecture', 'centroid[rate=0.1]', 'centroid', 0.1],
+        ['explainer', 'difference', 'difference', null],
+        ['metric', 'mass', 'mass', null],
+      ],
+    );
+    assert.deepEqual(results('training'), []);
+  });
+
   it('the report shows the classification tables, fractions as percentages, and the summed confusion matrix', () => {
     const html = readFileSync(path.join(dir, 'runs/demo/report.html'), 'utf8');
-    for (const title of ['Classification per fold', 'Classification per class and fold', 'Confusion matrix (summed over folds)']) assert.ok(html.includes(`<h2>${title}`), title);
+    for (const title of ['Classification per fold', 'Classification per class and fold', 'Confusion matrix (summed over folds)']) assert.ok(html.includes(`<h3>${title}`), title);
     const accuracy = results('classification-summary')[0].accuracy as number;
     assert.ok(html.includes(`<td>${(100 * accuracy).toFixed(1)}%</td>`));
     assert.match(html, /<th>true \\ predicted<\/th><th>class0<\/th><th>class1<\/th><th>class2<\/th>/);
@@ -179,6 +262,10 @@ describe('aggregate: hand-checked classification values and sklearn-style warnin
     write('a', [0, 0, 0, 1, 1, 1, 2, 2], [0, 0, 1, 1, 1, 1, 0, 1]);
     // Fold 2 all right: every value 1.
     write('b', [0, 1, 2], [0, 1, 2]);
+    // A train artifact with the train loop's history (the centroid fixture keeps none).
+    mkdirSync(store.dir('train', 't'), { recursive: true });
+    const history = [1, 2].map((epoch) => ({ epoch, learningRate: 0.01, trainLoss: 1 / epoch, trainAccuracy: 0.4 * epoch, frozen: false, seconds: 2 }));
+    writeFileSync(path.join(store.dir('train', 't'), 'history.json'), JSON.stringify(history));
     const splitDir = path.join(root, 'split');
     mkdirSync(splitDir);
     const balance = (['train', 'val', 'test'] as const).map((part) => ({ fold: 1, part, class: 'cat', count: 1 }));
@@ -189,6 +276,7 @@ describe('aggregate: hand-checked classification values and sklearn-style warnin
       {
         splitDir,
         cells: [
+          { key: 't', stage: 'train', model: 'm', fold: 1 },
           { key: 'b', stage: 'predict', model: 'm', fold: 2 },
           { key: 'a', stage: 'predict', model: 'm', fold: 1 },
         ],
@@ -198,8 +286,28 @@ describe('aggregate: hand-checked classification values and sklearn-style warnin
       (message) => warnings.push(message),
     );
     assert.deepEqual(warnings, ['m fold 1: precision is ill-defined and set to 0 for class with no predicted samples: bird']);
-    assert.deepEqual(counts, { folds: 1, scores: 0, summary: 0, 'summary-by-fold': 0, classification: 2, 'classification-by-class': 6, 'classification-summary': 1, confusion: 18, 'confusion-total': 9 });
+    assert.deepEqual(counts, {
+      folds: 1,
+      variants: 0,
+      training: 2,
+      predictions: 11,
+      scores: 0,
+      summary: 0,
+      'summary-by-fold': 0,
+      'summary-over-folds': 0,
+      'summary-by-class': 0,
+      classification: 2,
+      'classification-by-class': 6,
+      'classification-summary': 1,
+      confusion: 18,
+      'confusion-total': 9,
+    });
     const read = (name: string) => JSON.parse(readFileSync(path.join(out, `${name}.json`), 'utf8')) as Row[];
+    assert.deepEqual(
+      read('training'),
+      history.map((h) => ({ model: 'm', fold: 1, ...h })),
+    );
+    assert.equal(readFileSync(path.join(out, 'training.csv'), 'utf8').split('\n')[0], 'model,fold,epoch,learningRate,trainLoss,trainAccuracy,frozen,seconds');
 
     const [first, second] = read('classification');
     assert.deepEqual([first.fold, second.fold], [1, 2], 'ordered by fold');

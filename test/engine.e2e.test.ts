@@ -280,7 +280,8 @@ describe('aborting', () => {
       }
       return 0;
     };
-    for (let i = 0; i < 200 && checkpointEpoch() < 2; i++) await sleep(50);
+    // Up to a minute: on a busy 2-core machine (the whole suite runs in parallel) start-up alone can take seconds.
+    for (let i = 0; i < 1200 && checkpointEpoch() < 2; i++) await sleep(50);
     run.child.kill('SIGINT');
     await sleep(100);
     run.child.kill('SIGINT');

@@ -5,6 +5,7 @@ import { resolveManifest, type ResolvedManifest } from './manifest/resolve.ts';
 import { ManifestSource } from './manifest/source.ts';
 import { buildPlan, type Plan } from './plan/planner.ts';
 import { Registry, loadPluginModules } from './plugins/registry.ts';
+import { REPORT_FILES } from './report/files.ts';
 import { writeFileAtomic } from './store/atomic.ts';
 import { Store } from './store/store.ts';
 
@@ -87,7 +88,15 @@ export function readPlanFile(file: string): PlanFile {
   return JSON.parse(readFileSync(file, 'utf8')) as PlanFile;
 }
 
-/** Copies the aggregate's tables and the report from the cache into the sweep folder. */
+/** What the report artifact holds besides report.html: folders copied beside it, and tables copied into results/. */
+const REPORT_FOLDERS = [REPORT_FILES.charts, REPORT_FILES.gallery];
+const REPORT_TABLES = [REPORT_FILES.decision, REPORT_FILES.findings];
+
+/**
+ * Copies the aggregate's tables and the report (report.html with its charts/
+ * and gallery/ folders; the verdict tables into results/) from the cache into
+ * the sweep folder.
+ */
 export function publishResults(plan: Plan, store: Store, paths: SweepPaths): { results?: string; report?: string } {
   const shown: { results?: string; report?: string } = {};
   const aggregate = plan.tasks.find((t) => t.stage === 'aggregate');
@@ -98,7 +107,16 @@ export function publishResults(plan: Plan, store: Store, paths: SweepPaths): { r
   }
   const report = plan.tasks.find((t) => t.stage === 'report');
   if (report && store.has('report', report.key)) {
-    cpSync(path.join(store.dir('report', report.key), 'report.html'), paths.report);
+    const dir = store.dir('report', report.key);
+    for (const folder of REPORT_FOLDERS) {
+      rmSync(path.join(paths.dir, folder), { recursive: true, force: true });
+      if (existsSync(path.join(dir, folder))) cpSync(path.join(dir, folder), path.join(paths.dir, folder), { recursive: true });
+    }
+    if (shown.results) {
+      for (const table of REPORT_TABLES) for (const ext of ['json', 'csv']) if (existsSync(path.join(dir, `${table}.${ext}`))) cpSync(path.join(dir, `${table}.${ext}`), path.join(paths.results, `${table}.${ext}`));
+    }
+    // The page last: whoever opens it finds its pictures in place.
+    cpSync(path.join(dir, REPORT_FILES.html), paths.report);
     shown.report = paths.report;
   }
   return shown;

@@ -32,12 +32,20 @@ import { smoothGrad, varGrad } from './explainers/attribution/noise-tunnel.ts';
 import { occlusion } from './explainers/attribution/occlusion.ts';
 import { saliency } from './explainers/attribution/saliency.ts';
 import { hitRateMetric } from './metrics/hit-rate.ts';
-import { layerCoverageMetric } from './metrics/layer-coverage.ts';
 import { iouMetric } from './metrics/iou.ts';
+import { layerCoverageMetric } from './metrics/layer-coverage.ts';
+import { pixelAucMetric } from './metrics/pixel-auc.ts';
 import { pointingGameMetric } from './metrics/pointing-game.ts';
 import { relevanceMassMetric } from './metrics/relevance-mass.ts';
 import { relevanceRankMetric } from './metrics/relevance-rank.ts';
-import { pixelAucMetric } from './metrics/pixel-auc.ts';
+import { localisationByMethod } from './charts/localisation-by-method.ts';
+import { localisationBySign } from './charts/localisation-by-sign.ts';
+import { confidence } from './charts/confidence.ts';
+import { iouThresholds } from './charts/iou-thresholds.ts';
+import { layerCoverage } from './charts/layer-coverage.ts';
+import { trainingCurves } from './charts/training-curves.ts';
+import { confusionMatrices } from './charts/confusion-matrices.ts';
+import { deletionInsertion } from './charts/deletion-insertion.ts';
 
 const builtins: Plugin[] = [
   imageFolder,
@@ -75,6 +83,14 @@ const builtins: Plugin[] = [
   relevanceMassMetric,
   relevanceRankMetric,
   pixelAucMetric,
+  localisationByMethod,
+  localisationBySign,
+  confidence,
+  iouThresholds,
+  layerCoverage,
+  trainingCurves,
+  confusionMatrices,
+  deletionInsertion,
 ];
 
 export default builtins;

@@ -6,6 +6,15 @@ import { expandAxes, findAxes, labelVariants } from './grid.ts';
 import { PLUGIN_LISTS, manifestSchema } from './schema.ts';
 import { ManifestSource, manifestError, type ManifestProblem } from './source.ts';
 import { closest } from './suggest.ts';
+import type { DecisionConfig } from '../report/decision.ts';
+
+export interface ReportConfig {
+  /** Chart plugin ids in order; empty: every registered chart. */
+  charts: string[];
+  /** Test images per class in the gallery. */
+  gallery: number;
+  decision: DecisionConfig;
+}
 
 /** One cell value along a plugin axis of the grid: a plugin with fully resolved params. */
 export interface Variant {
@@ -48,7 +57,7 @@ export interface ResolvedManifest {
   metrics: Variant[];
   exclude: ExcludeRule[];
   execution: ExecutionConfig;
-  report: { charts: string[]; gallery: number };
+  report: ReportConfig;
   /** The whole manifest with defaults filled in, as `salgrid plan --json` shows it. */
   data: Record<string, unknown>;
 }
@@ -98,6 +107,10 @@ export function resolveManifest(source: ManifestSource, registry: Registry): Res
   }
   const exclude = ((data.exclude ?? []) as ExcludeRule[]).filter((rule) => typeof rule === 'object' && rule !== null);
   checkExcludes(exclude, variants, problems);
+  const report = (data.report ?? {}) as Partial<ReportConfig>;
+  for (const [i, id] of (Array.isArray(report.charts) ? report.charts : []).entries()) {
+    if (typeof id === 'string') lookup(registry, 'chart', id, `/report/charts/${i}`, problems);
+  }
   const folds = (data.folds ?? {}) as ResolvedManifest['folds'];
   for (const [i, fold] of (folds.only ?? []).entries()) {
     if (typeof fold === 'number' && fold > folds.k) problems.push({ pointer: `/folds/only/${i}`, message: `fold ${fold} does not exist with k = ${folds.k}; use 1…${folds.k}` });

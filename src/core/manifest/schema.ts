@@ -58,6 +58,58 @@ const OPTIMIZER = {
   },
 };
 
+const metricId = (fallback: string) => ({ type: 'string', minLength: 1, default: fallback, description: 'Metric plugin id (found under any name the manifest gives it; of several variants, the first).' });
+const measure = (fallback: string, what: string) => ({ type: 'string', minLength: 1, default: fallback, description: `Column of the metric's rows: ${what}.` });
+const fraction = (fallback: number, description: string) => ({ type: 'number', minimum: 0, maximum: 1, default: fallback, description });
+
+/**
+ * The study's decision scheme (report section "Verdicts"). The thresholds
+ * are choices, not the study's: it gives none.
+ */
+const DECISION = {
+  type: 'object',
+  additionalProperties: false,
+  default: {},
+  description:
+    "The study's decision scheme: accuracy (high or low) × attention (on the diagnostic layers or elsewhere, from Hit Rate and layer coverage) gives each model one of four verdicts, qualified by the reliability of its maps (DiC, IiC). Thresholds are choices; the report shows the numbers behind every verdict.",
+  properties: {
+    accuracy: fraction(0.9, 'High accuracy: the mean test accuracy over folds is at least this.'),
+    hitRate: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'Attention on the diagnostic layers needs the mean Hit Rate (mean over folds) at least `min`.',
+      properties: { metric: metricId('hit-rate'), measure: measure('graded', 'the Hit Rate'), min: { type: 'number', default: 2, description: 'Least mean Hit Rate of correct focus (graded scale: +3 top layer … −1 outside the layers).' } },
+    },
+    coverage: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'Attention on the diagnostic layers needs the mean map over the top layer at least `minRatio` times the mean map over the background.',
+      properties: {
+        metric: metricId('layer-coverage'),
+        top: measure('top', 'mean map over the top (diagnostic) layer'),
+        background: measure('background', 'mean map outside the layers'),
+        minRatio: { type: 'number', minimum: 0, default: 1.5, description: 'Least top / background ratio of correct focus.' },
+      },
+    },
+    reliability: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: "A map is reliable when its Drop in Confidence (DiC) is at most `maxDrop` and its Increase in Confidence (IiC) at least `minIncrease`; with unreliable maps the attention finding cannot be trusted and must be compared with other methods.",
+      properties: {
+        metric: metricId('confidence-change'),
+        params: { type: 'object', default: { perturbation: 'darken', cover: 'unimportant' }, description: 'Params the metric variant must have (the first matching variant is used).' },
+        drop: measure('drop', 'DiC, averaged over images'),
+        maxDrop: { type: 'number', default: 0.5, description: 'Largest DiC of a reliable map.' },
+        increase: measure('increase', 'IiC, the share of images whose confidence rose'),
+        minIncrease: { type: 'number', default: 0.1, description: 'Least IiC of a reliable map.' },
+      },
+    },
+  },
+};
+
 /**
  * The manifest's JSON Schema. With `plugins`, ids are restricted to the
  * registered ones and each entry's params checked against its plugin's
@@ -65,7 +117,8 @@ const OPTIMIZER = {
  * schema` use. Without, params are free objects, checked per plugin later.
  */
 export function manifestSchema(registry?: Registry): JsonSchema {
-  const ids = (kind: PluginKind): JsonSchema => (registry ? { type: 'string', enum: registry.ids(kind) } : { type: 'string', minLength: 1 });
+  // With no plugin of a kind registered (an empty enum is no schema), any id passes here and resolving names the problem.
+  const ids = (kind: PluginKind): JsonSchema => (registry && registry.ids(kind).length > 0 ? { type: 'string', enum: registry.ids(kind) } : { type: 'string', minLength: 1 });
   const entries = (kind: PluginKind, description: string, minItems: number): JsonSchema => ({
     type: 'array',
     description,
@@ -198,8 +251,9 @@ export function manifestSchema(registry?: Registry): JsonSchema {
         default: {},
         description: 'The HTML report.',
         properties: {
-          charts: { type: 'array', items: { type: 'string' }, default: [], description: 'Chart plugins, in order (default: all that have data).' },
-          gallery: integer(0, 3, 'Test images per class shown in the gallery.'),
+          charts: { type: 'array', items: ids('chart'), uniqueItems: true, default: [], description: 'Chart plugins, in order (default: every registered chart that has data to draw).' },
+          gallery: integer(0, 3, 'Test images per class shown in the gallery (each with its layer map and every explainer’s map over it, per model).'),
+          decision: DECISION,
         },
       },
     },

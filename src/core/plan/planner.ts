@@ -3,7 +3,7 @@ import { MissingInputError, isUserError } from '../errors.ts';
 import type { ExcludeRule, ResolvedManifest, Variant } from '../manifest/resolve.ts';
 import { matchesVariant } from '../manifest/resolve.ts';
 import type { Registry } from '../plugins/registry.ts';
-import type { FileRecord, PluginKind, TrainingConfig } from '../plugins/types.ts';
+import { DEFAULT_CHART_RANK, type ChartPlugin, type FileRecord, type PluginKind, type TrainingConfig } from '../plugins/types.ts';
 import { hashFiles } from '../store/file-hashes.ts';
 import type { Store } from '../store/store.ts';
 import { cacheKey, canonicalJson, sha256, type KeyMaterial } from './keys.ts';
@@ -141,6 +141,7 @@ export function expandTasks(manifest: ResolvedManifest, registry: Registry, file
   const folds = manifest.folds.only ?? Array.from({ length: k }, (_, i) => i + 1);
   const { imageSize, training } = { imageSize: manifest.dataset.imageSize, training: manifest.training };
   const cells: (Cell & { key: string; stage: Stage })[] = [];
+  const explains: (Cell & { key: string })[] = [];
   // Cell labels go into the aggregate's key (they name table rows); the keys are its inputs.
 
   for (const model of manifest.models) {
@@ -152,6 +153,7 @@ export function expandTasks(manifest: ResolvedManifest, registry: Registry, file
       // Pretrained weights key the train task by content, as data files key the index.
       const train = add('train', 'gpu', `train ${at}`, { model: model.label, fold }, pluginOf(model), { model: modelRef, training, imageSize, fold }, base, [], trainingFiles.get(model.label));
       const predict = add('predict', 'gpu', `predict ${at}`, { model: model.label, fold }, pluginOf(model), { model: modelRef, imageSize, fold }, { ...base, train: train.key });
+      cells.push({ key: train.key, stage: 'train', model: model.label, fold });
       cells.push({ key: predict.key, stage: 'predict', model: model.label, fold });
       for (const explainer of manifest.explainers) {
         if (excluded(manifest.exclude, { fold }, { model, explainer })) continue;
@@ -165,6 +167,7 @@ export function expandTasks(manifest: ResolvedManifest, registry: Registry, file
           { explainer: explainer.params, model: modelRef, imageSize, fold },
           { ...base, train: train.key },
         );
+        explains.push({ key: explain.key, model: model.label, fold, explainer: explainer.label });
         for (const metric of manifest.metrics) {
           if (excluded(manifest.exclude, { fold }, { model, explainer, metric })) continue;
           const plugin = registry.get('metric', metric.id);
@@ -177,9 +180,28 @@ export function expandTasks(manifest: ResolvedManifest, registry: Registry, file
       }
     }
   }
-  const aggregate = add('aggregate', 'cpu', 'aggregate', {}, null, { cells: cells.map(({ key: _key, ...cell }) => cell) }, { split: split.key }, cells.map((c) => c.key));
-  add('report', 'cpu', 'report', {}, null, { name: manifest.name, report: manifest.report }, { aggregate: aggregate.key });
+  const variants = [...manifest.models, ...manifest.explainers, ...manifest.metrics].map((v) => ({ kind: v.kind, label: v.label, id: v.id, params: v.params }));
+  const aggregate = add('aggregate', 'cpu', 'aggregate', {}, null, { cells: cells.map(({ key: _key, ...cell }) => cell), variants }, { split: split.key }, cells.map((c) => c.key));
+  // The report reads the explain artifacts of its gallery; which images it shows it decides from the index and split.
+  const gallery = manifest.report.gallery > 0 ? explains : [];
+  const charts = reportCharts(manifest, registry).map((chart) => ({ id: chart.id, version: chart.version }));
+  add(
+    'report',
+    'cpu',
+    'report',
+    {},
+    null,
+    { name: manifest.name, report: manifest.report, charts, gallery: gallery.map(({ key: _key, ...cell }) => cell) },
+    { aggregate: aggregate.key, index: index.key, split: split.key },
+    gallery.map((c) => c.key),
+  );
   return tasks;
+}
+
+/** The chart plugins the report draws, in order: the manifest's `report.charts`, or every registered chart by rank. */
+export function reportCharts(manifest: Pick<ResolvedManifest, 'report'>, registry: Registry): ChartPlugin[] {
+  if (manifest.report.charts.length > 0) return manifest.report.charts.map((id) => registry.get('chart', id));
+  return (registry.all('chart') as ChartPlugin[]).sort((a, b) => (a.rank ?? DEFAULT_CHART_RANK) - (b.rank ?? DEFAULT_CHART_RANK) || a.id.localeCompare(b.id));
 }
 
 /**

@@ -226,10 +226,23 @@ export interface MetricPlugin<P = Params> extends PluginInfo {
   score(ctx: ScoreContext<P>): Promise<ScoreRow[]>;
 }
 
+/** A result table: rows of named values (see RESULT_TABLES in core/report/aggregate.ts). */
+export type ResultRow = Record<string, ScoreValue>;
+
+/** Where a chart goes among the report's charts when the manifest does not order them. */
+export const DEFAULT_CHART_RANK = 100;
+
 export interface ChartPlugin<P = Params> extends PluginInfo {
   kind: 'chart';
-  /** A Vega-Lite spec built from the sweep's result tables, or null when the tables hold nothing to draw. */
-  spec(tables: Record<string, Record<string, ScoreValue>[]>, params: P): Record<string, unknown> | null;
+  /** Position in the report when `report.charts` does not order the charts: lower first, then by id (default DEFAULT_CHART_RANK). */
+  rank?: number;
+  /**
+   * A Vega-Lite spec built from the sweep's result tables (by file stem:
+   * `summary-over-folds`, `training`, `confusion-total`…; a table is read
+   * from disk when first touched), or null when they hold nothing to draw.
+   * The spec carries its data inline.
+   */
+  spec(tables: Record<string, ResultRow[]>, params: P): Record<string, unknown> | null;
 }
 
 export type Plugin = DatasetPlugin<any> | ArchitecturePlugin<any> | ExplainerPlugin<any> | MetricPlugin<any> | ChartPlugin<any>;

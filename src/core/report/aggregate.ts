@@ -4,6 +4,7 @@ import type { ScoreRow, ScoreValue } from '../plugins/types.ts';
 import type { Stage } from '../plan/stages.ts';
 import { writeFileAtomic } from '../store/atomic.ts';
 import type { Store } from '../store/store.ts';
+import { existsSync } from 'node:fs';
 import { ARTIFACT_FILES, readJson, type PredictionsFile } from '../stages/artifacts.ts';
 import type { SplitResult } from '../stages/split.ts';
 import { classificationMetrics, zeroDivisionWarnings } from './classification.ts';
@@ -17,20 +18,44 @@ export interface AggregateCell {
   metric?: string;
 }
 
+/** One variant of the grid: what a label in the tables stands for. */
+export interface VariantRow {
+  kind: 'architecture' | 'explainer' | 'metric';
+  label: string;
+  id: string;
+  params: Record<string, unknown>;
+}
+
 export interface AggregateParams {
+  /** Train cells (their history), predict cells (predictions) and score cells (rows). */
   cells: AggregateCell[];
   /** The split artifact, whose class balance per fold becomes a table. */
   splitDir: string;
+  /** The manifest's models, explainers and metrics, so charts can find a metric by plugin id and params. */
+  variants?: VariantRow[];
 }
+
+/** File a train artifact keeps its per-epoch history in (written by the architecture's train loop), when it keeps one. */
+export const TRAINING_HISTORY = 'history.json';
 
 type Row = Record<string, ScoreValue>;
 
 /**
  * The result tables a sweep produces, by file stem:
  * - `folds`: fold × class × images in train, val, test;
+ * - `variants`: kind (architecture, explainer, metric) × label → plugin id
+ *   and params (JSON): what each label in the other tables stands for;
+ * - `training`: model × fold × epoch → the train loop's history (learningRate,
+ *   trainLoss, trainAccuracy, valLoss, valAccuracy…), for architectures that keep one;
+ * - `predictions`: model × fold × image → true and predicted class, confidence
+ *   (the predicted class's probability);
  * - `scores`: model × explainer × metric × measure × fold × image → value;
  * - `summary`, `summary-by-fold`: mean, sd, n of the values per model ×
  *   explainer × metric × measure (and fold);
+ * - `summary-over-folds`: the same keys → mean and sd of the fold means, and
+ *   the number of folds with a mean (folds);
+ * - `summary-by-class`: the same keys × true class → mean, sd, n over the
+ *   images of that class, all folds together;
  * - `classification`: model × fold → accuracy, precision, recall, f1 (averages
  *   weighted by support), macroPrecision, macroRecall, macroF1, n;
  * - `classification-by-class`: model × fold × class → precision, recall, f1, support;
@@ -43,9 +68,14 @@ type Row = Record<string, ScoreValue>;
  */
 export const RESULT_TABLES = [
   'folds',
+  'variants',
+  'training',
+  'predictions',
   'scores',
   'summary',
   'summary-by-fold',
+  'summary-over-folds',
+  'summary-by-class',
   'classification',
   'classification-by-class',
   'classification-summary',
@@ -62,8 +92,11 @@ export const RESULT_TABLES = [
 export async function aggregate(params: AggregateParams, store: Store, out: string, warn: (message: string) => void = () => {}): Promise<Record<string, number>> {
   const scores: Row[] = [];
   const predictions: { model: string; fold: number; file: PredictionsFile }[] = [];
+  const training: Row[] = [];
   for (const cell of params.cells) {
-    if (cell.stage === 'predict') {
+    if (cell.stage === 'train') {
+      training.push(...trainingRows(cell.model!, cell.fold!, path.join(store.dir('train', cell.key), TRAINING_HISTORY)));
+    } else if (cell.stage === 'predict') {
       predictions.push({ model: cell.model!, fold: cell.fold!, file: readJson<PredictionsFile>(path.join(store.dir('predict', cell.key), ARTIFACT_FILES.predictions)) });
     } else {
       const rows = readJson<ScoreRow[]>(path.join(store.dir('score', cell.key), ARTIFACT_FILES.rows));
@@ -78,6 +111,9 @@ export async function aggregate(params: AggregateParams, store: Store, out: stri
   const split = readJson<SplitResult>(path.join(params.splitDir, ARTIFACT_FILES.split));
   const tables = Object.fromEntries(RESULT_TABLES.map((name) => [name, [] as Row[]])) as Record<(typeof RESULT_TABLES)[number], Row[]>;
   tables.folds = rows(aq.from(split.balance).groupby('fold', 'class').pivot('part', 'count').select('fold', 'class', 'train', 'val', 'test').orderby('fold', 'class'));
+  tables.variants = (params.variants ?? []).map((v) => ({ kind: v.kind, label: v.label, id: v.id, params: JSON.stringify(v.params) }));
+  tables.training = uniformRows(training);
+  tables.predictions = predictionRows(predictions);
   const stats = { mean: aq.op.mean('value'), sd: aq.op.stdev('value'), n: aq.op.valid('value') };
   const scoreKeys = ['model', 'explainer', 'metric', 'measure'];
   if (scores.length > 0) {
@@ -86,6 +122,18 @@ export async function aggregate(params: AggregateParams, store: Store, out: stri
     tables.summary = rows(table.groupby(...scoreKeys).rollup(stats).orderby(...scoreKeys));
     const byFold = table.groupby(...scoreKeys, 'fold').rollup(stats).orderby(...scoreKeys, 'fold');
     tables['summary-by-fold'] = rows(byFold);
+    tables['summary-over-folds'] = rows(
+      byFold
+        .groupby(...scoreKeys)
+        .rollup({ mean: aq.op.mean('mean'), sd: aq.op.stdev('mean'), folds: aq.op.valid('mean') })
+        .orderby(...scoreKeys),
+    );
+    if (tables.predictions.length > 0) {
+      const classes = aq.from(tables.predictions).select('model', 'fold', 'id', 'true').rename({ true: 'class' });
+      const classOrder = new Map(predictions[0]?.file.classes.map((name, i) => [name, i]));
+      const byClass = rows(table.join_left(classes, [['model', 'fold', 'id'], ['model', 'fold', 'id']]).groupby(...scoreKeys, 'class').rollup(stats));
+      tables['summary-by-class'] = byClass.sort((a, b) => compareKeys(a, b, scoreKeys) || (classOrder.get(String(a.class)) ?? Infinity) - (classOrder.get(String(b.class)) ?? Infinity));
+    }
   }
   Object.assign(tables, classificationTables(predictions, warn));
   const counts: Record<string, number> = {};
@@ -96,6 +144,40 @@ export async function aggregate(params: AggregateParams, store: Store, out: stri
     await writeFileAtomic(path.join(out, `${name}.csv`), table.length > 0 ? aq.toCSV(aq.from(table)) : '');
   }
   return counts;
+}
+
+/** A train artifact's history as rows (none when the architecture keeps no history.json). */
+function trainingRows(model: string, fold: number, file: string): Row[] {
+  if (!existsSync(file)) return [];
+  const history = readJson<unknown>(file);
+  if (!Array.isArray(history)) throw new Error(`${file} holds no list of epochs`);
+  return history.map((record: Record<string, unknown>) => {
+    const row: Row = { model, fold };
+    for (const [key, value] of Object.entries(record)) if (value === null || ['number', 'string', 'boolean'].includes(typeof value)) row[key] = value as ScoreValue;
+    return row;
+  });
+}
+
+/** Rows with the union of their columns (missing ones null), in first-seen column order. */
+function uniformRows(list: Row[]): Row[] {
+  const columns = [...new Set(list.flatMap((row) => Object.keys(row)))];
+  return list.map((row) => Object.fromEntries(columns.map((c) => [c, row[c] ?? null])));
+}
+
+/** One row per model × fold × test image: true and predicted class, and the predicted class's probability. */
+function predictionRows(predictions: { model: string; fold: number; file: PredictionsFile }[]): Row[] {
+  const sorted = [...predictions].sort((a, b) => (a.model < b.model ? -1 : a.model > b.model ? 1 : a.fold - b.fold));
+  return sorted.flatMap(({ model, fold, file }) =>
+    file.rows.map((r) => ({ model, fold, id: r.id, true: file.classes[r.label], predicted: file.classes[r.predicted], confidence: r.probabilities[r.predicted] ?? null })),
+  );
+}
+
+function compareKeys(a: Row, b: Row, keys: string[]): number {
+  for (const key of keys) {
+    const [x, y] = [String(a[key]), String(b[key])];
+    if (x !== y) return x < y ? -1 : 1;
+  }
+  return 0;
 }
 
 /** The classification tables of RESULT_TABLES from the predictions of each model × fold. */

@@ -8,8 +8,8 @@ import { writeFileAtomic } from '../store/atomic.ts';
 import { hashFiles } from '../store/file-hashes.ts';
 import type { Store } from '../store/store.ts';
 import { ARTIFACT_FILES, foldData, portablePath, readIndex } from './artifacts.ts';
-import { aggregate, type AggregateCell } from '../report/aggregate.ts';
-import { writeReport } from '../report/html.ts';
+import { aggregate, type AggregateCell, type VariantRow } from '../report/aggregate.ts';
+import type { ReportParams } from '../report/report.ts';
 import { splitFolds, type FoldsConfig } from './split.ts';
 
 export interface StageEnv {
@@ -107,15 +107,18 @@ export async function runStage(task: Task, env: StageEnv, out: string): Promise<
       return { rows: rows.length };
     }
     case 'aggregate': {
-      const { cells } = params as unknown as { cells: Omit<AggregateCell, 'key'>[] };
-      // inputs: the split first, then one per cell.
-      const cellKeys = task.inputs.slice(1);
-      const tables = await aggregate({ cells: cells.map((cell, i) => ({ ...cell, key: cellKeys[i] })), splitDir: input('split') }, env.store, out, env.warn);
+      const { cells, variants } = params as unknown as { cells: Omit<AggregateCell, 'key'>[]; variants?: VariantRow[] };
+      // inputs: the refs (the split) first, then one per cell.
+      const cellKeys = task.inputs.slice(Object.keys(task.refs).length);
+      const tables = await aggregate({ cells: cells.map((cell, i) => ({ ...cell, key: cellKeys[i] })), splitDir: input('split'), variants }, env.store, out, env.warn);
       return { tables };
     }
     case 'report': {
-      await writeReport(params as { name: string; report: Record<string, unknown> }, input('aggregate'), out);
-      return {};
+      const p = params as unknown as ReportParams;
+      // inputs: the refs (aggregate, index, split) first, then the gallery's explain artifacts.
+      const explainDirs = task.inputs.slice(Object.keys(task.refs).length).map((key) => env.store.dir('explain', key));
+      const { buildReport } = await import('../report/report.ts');
+      return buildReport({ params: p, aggregateDir: input('aggregate'), indexDir: input('index'), splitDir: input('split'), explainDirs, manifestDir: env.manifestDir, registry: env.registry, out, warn: env.warn });
     }
   }
 }
