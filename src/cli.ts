@@ -7,6 +7,7 @@ import { registerPlan } from './cli/plan.ts';
 import { registerPredict } from './cli/predict.ts';
 import { registerReport } from './cli/report.ts';
 import { registerResults } from './cli/results.ts';
+import { registerScore } from './cli/score.ts';
 import { EXIT, registerRun } from './cli/run.ts';
 import { registerSynth } from './cli/synth.ts';
 import { registerTask } from './cli/task.ts';
@@ -36,6 +37,7 @@ registerTask(program);
 registerSynth(program);
 registerWeights(program);
 registerPredict(program);
+registerScore(program);
 registerExplain(program);
 
 try {

@@ -28,7 +28,7 @@ export interface ModelOptions extends ArchOptions {
 }
 
 /** The command the inputs and model are for; it names what happens to them in errors. */
-export type Use = 'predict' | 'explain';
+export type Use = 'predict' | 'explain' | 'score';
 
 export type Inputs = { kind: 'npy'; file: string; array: NpyArray } | { kind: 'images'; files: string[] };
 

@@ -38,6 +38,9 @@ import { pixelAucMetric } from './metrics/pixel-auc.ts';
 import { pointingGameMetric } from './metrics/pointing-game.ts';
 import { relevanceMassMetric } from './metrics/relevance-mass.ts';
 import { relevanceRankMetric } from './metrics/relevance-rank.ts';
+import { confidenceChange } from './metrics/confidence-change.ts';
+import { deletion } from './metrics/deletion.ts';
+import { insertion } from './metrics/insertion.ts';
 import { localisationByMethod } from './charts/localisation-by-method.ts';
 import { localisationBySign } from './charts/localisation-by-sign.ts';
 import { confidence } from './charts/confidence.ts';
@@ -83,6 +86,9 @@ const builtins: Plugin[] = [
   relevanceMassMetric,
   relevanceRankMetric,
   pixelAucMetric,
+  confidenceChange,
+  deletion,
+  insertion,
   localisationByMethod,
   localisationBySign,
   confidence,
