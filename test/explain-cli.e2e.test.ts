@@ -11,7 +11,7 @@ import path from 'node:path';
 import { before, describe, it } from 'node:test';
 import { readImage, writePng } from '../src/core/tensor/image-io.ts';
 import { readNpy, type NpyArray } from '../src/core/tensor/npy.ts';
-import { ROOT, cliAsync, tempDir, type CliResult } from './helpers.ts';
+import { ROOT, cliAsync, mistake, ok, tempDir, type CliResult } from './helpers.ts';
 
 const TINY = path.join(ROOT, 'test', 'fixtures', 'golden', 'tiny-cnn');
 const MOBILENET = path.join(ROOT, 'test', 'fixtures', 'golden', 'torchvision', 'mobilenet_v2');
@@ -27,20 +27,6 @@ async function salgrid(...args: string[]): Promise<CliResult> {
   return cliAsync(args, work).done;
 }
 
-function ok(result: CliResult): CliResult {
-  assert.equal(result.code, 0, `exit 0 expected:\n${result.stdout}\n${result.stderr}`);
-  return result;
-}
-
-/** A mistake: exit 1, a single `salgrid:` line on stderr matching `pattern`, no stack trace. */
-function mistake(result: CliResult, pattern: RegExp): void {
-  assert.equal(result.code, 1, `exit 1 expected:\n${result.stdout}\n${result.stderr}`);
-  const lines = result.stderr.trim().split('\n');
-  assert.equal(lines.length, 1, `one line expected on stderr, got:\n${result.stderr}`);
-  assert.match(lines[0], /^salgrid: /);
-  assert.doesNotMatch(lines[0], /internal error|\s+at\s+\S+\s+\(/);
-  assert.match(lines[0], pattern);
-}
 
 function maxDiff(actual: NpyArray, expected: NpyArray, offset = 0): number {
   let worst = 0;

@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -68,4 +69,20 @@ metrics:
 ${options.metrics ?? '  - mass\n  - zeroing'}
 execution: { backend: cpu, workers: ${options.workers ?? '{ gpu: 1, cpu: 2 }'} }
 ${options.extra ?? ''}`;
+}
+
+/** A command that succeeded (exit 0), else a failure showing its output. */
+export function ok(result: CliResult): CliResult {
+  assert.equal(result.code, 0, `exit 0 expected:\n${result.stdout}\n${result.stderr}`);
+  return result;
+}
+
+/** A user mistake: exit 1, a single `salgrid:` line on stderr matching `pattern`, no stack trace. */
+export function mistake(result: CliResult, pattern: RegExp): void {
+  assert.equal(result.code, 1, `exit 1 expected:\n${result.stdout}\n${result.stderr}`);
+  const lines = result.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, `one line expected on stderr, got:\n${result.stderr}`);
+  assert.match(lines[0], /^salgrid: /);
+  assert.doesNotMatch(lines[0], /internal error|\s+at\s+\S+\s+\(/);
+  assert.match(lines[0], pattern);
 }

@@ -15,7 +15,7 @@ import type { Params } from '../src/core/plugins/types.ts';
 import type { TfjsArchitecture } from '../src/core/tensor/tfjs-architecture.ts';
 import { writePng } from '../src/core/tensor/image-io.ts';
 import { readNpy, writeNpy } from '../src/core/tensor/npy.ts';
-import { ROOT, cliAsync, tempDir, type CliResult } from './helpers.ts';
+import { ROOT, cliAsync, mistake, ok, tempDir, type CliResult } from './helpers.ts';
 
 const GOLDEN = path.join(ROOT, 'test', 'fixtures', 'golden', 'torchvision');
 const MOBILENET = path.join(GOLDEN, 'mobilenet_v2');
@@ -42,20 +42,6 @@ async function salgrid(...args: string[]): Promise<CliResult> {
   return cliAsync(args, work, env).done;
 }
 
-function ok(result: CliResult): CliResult {
-  assert.equal(result.code, 0, `exit 0 expected:\n${result.stdout}\n${result.stderr}`);
-  return result;
-}
-
-/** A mistake: exit 1, a single `salgrid:` line on stderr matching `pattern`, no stack trace. */
-function mistake(result: CliResult, pattern: RegExp): void {
-  assert.equal(result.code, 1, `exit 1 expected:\n${result.stdout}\n${result.stderr}`);
-  const lines = result.stderr.trim().split('\n');
-  assert.equal(lines.length, 1, `one line expected on stderr, got:\n${result.stderr}`);
-  assert.match(lines[0], /^salgrid: /);
-  assert.doesNotMatch(lines[0], /internal error|\s+at\s+\S+\s+\(/);
-  assert.match(lines[0], pattern);
-}
 
 async function assertLogits(file: string, golden: string): Promise<void> {
   const [actual, expected] = await Promise.all([readNpy(file), readNpy(path.join(golden, 'logits.npy'))]);
