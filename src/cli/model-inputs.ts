@@ -15,6 +15,7 @@ import { MissingInputError, UserError } from '../core/errors.ts';
 import type { LoadedModel, Params } from '../core/plugins/types.ts';
 import type { NpyArray } from '../core/tensor/npy.ts';
 import type { Normalisation, Preprocessing } from '../core/tensor/preprocess.ts';
+import { isStateDictFile } from '../core/tensor/pytorch-state-dict.ts';
 import type { ModelCard, TfjsArchitecture } from '../core/tensor/tfjs-architecture.ts';
 import { checkStoreName, storedWeightsDir, weightsStoreDir } from '../core/tensor/weights-store.ts';
 import { architectureFromOptions, cliRegistry, tfjsArchitecture, type ArchOptions } from './arch-params.ts';
@@ -47,9 +48,6 @@ export interface Model {
 }
 
 export const DEFAULT_BATCH = 16;
-const STATE_DICT = /\.(pth|pt|ckpt)$/i;
-
-export const isStateDict = (file: string) => STATE_DICT.test(file) || (/\.bin$/i.test(file) && path.basename(file) !== 'weights.bin');
 
 export function parseBatchSize(text: string | undefined, fallback = DEFAULT_BATCH): number {
   if (text === undefined) return fallback;
@@ -139,7 +137,7 @@ const MODEL_HINT = 'give a model folder or its model.json, a name from salgrid w
  */
 export async function locateModel(options: ModelOptions, inputs: Inputs, use: Use = 'predict'): Promise<ModelSource> {
   const location = options.model;
-  if (isStateDict(location)) {
+  if (isStateDictFile(location)) {
     if (!options.arch) {
       throw new UserError(`--model ${location} is a PyTorch state dict, which does not say which network it belongs to; add --arch <id> (and --arch-param for a custom size), or import it once with salgrid weights import.`);
     }

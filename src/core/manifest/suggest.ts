@@ -14,3 +14,12 @@ export function closest(name: string, known: readonly string[]): string | undefi
   const limit = Math.max(2, Math.floor(name.length / 3));
   return bestDistance <= limit ? best : undefined;
 }
+
+/** The `count` known names nearest to `name` (edit distance, case-blind; ties keep the order given), for errors that list what exists. */
+export function nearestNames(name: string, known: Iterable<string>, count = 5): string[] {
+  return [...new Set(known)]
+    .map((candidate) => ({ candidate, d: distance(name.toLowerCase(), candidate.toLowerCase()) }))
+    .sort((a, b) => a.d - b.d)
+    .slice(0, count)
+    .map(({ candidate }) => candidate);
+}

@@ -8,9 +8,9 @@
  * final softmax is left out unless `beforeSoftmax: false`. Layers run in
  * inference mode: batch norm on its moving statistics, dropout off.
  */
-import { distance } from 'fastest-levenshtein';
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../errors.ts';
+import { nearestNames } from '../manifest/suggest.ts';
 import { callLayer, isSoftmaxLayer, activationName, type CallOptions } from './constant-weight-layers.ts';
 import { compileLayerGraph, dependsOn, producerIndex, stepsNeededFor, type LayerGraph } from './layer-graph.ts';
 
@@ -78,18 +78,10 @@ function singleInput(model: tf.LayersModel, x: tf.Tensor): tf.Tensor {
   return x.dtype === 'float32' ? x : tf.cast(x, 'float32');
 }
 
-function nearestNames(name: string, known: Iterable<string>, count = 5): string[] {
-  return [...new Set(known)]
-    .map((candidate) => ({ candidate, d: distance(name.toLowerCase(), candidate.toLowerCase()) }))
-    .sort((a, b) => a.d - b.d || a.candidate.localeCompare(b.candidate))
-    .slice(0, count)
-    .map(({ candidate }) => candidate);
-}
-
 function layerKey(model: tf.LayersModel, graph: LayerGraph, layerName: string): string {
   const calls = graph.named.get(layerName);
   if (calls === undefined) {
-    throw new UserError(`Model ${model.name} has no layer named "${layerName}"; nearest: ${nearestNames(layerName, graph.named.keys()).join(', ')}.`);
+    throw new UserError(`Model ${model.name} has no layer named "${layerName}"; nearest: ${nearestNames(layerName, [...graph.named.keys()].sort((a, b) => a.localeCompare(b))).join(', ')}.`);
   }
   if (calls.length > 1) {
     throw new UserError(`"${layerName}" names ${calls.length} layer calls in model ${model.name} (a shared layer, or one name in several nested models), so its activations are ambiguous; give a nested layer as model/layer, or pick a layer called once.`);

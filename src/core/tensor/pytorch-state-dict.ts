@@ -7,6 +7,7 @@
  * `<prefix>/byteorder`.
  */
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { MissingInputError, UserError, errorMessage } from '../errors.ts';
 import { PickleError, unpickle, type PickleCallable } from './pickle.ts';
 import { ZipArchive, ZipFormatError } from './zip.ts';
@@ -258,4 +259,9 @@ export function toFloat32(tensor: TorchTensor): Float32Array {
     out.set(data as Float64Array);
   }
   return out;
+}
+
+/** A PyTorch state dict by its name: .pth, .pt, .ckpt, or a .bin that is not a tfjs model's weights.bin. */
+export function isStateDictFile(file: string): boolean {
+  return /\.(pth|pt|ckpt)$/i.test(file) || (/\.bin$/i.test(file) && path.basename(file) !== 'weights.bin');
 }

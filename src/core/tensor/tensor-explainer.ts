@@ -12,9 +12,9 @@
  */
 import path from 'node:path';
 import { existsSync } from 'node:fs';
-import { distance } from 'fastest-levenshtein';
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../errors.ts';
+import { nearestNames } from '../manifest/suggest.ts';
 import type { CamLayers, DatasetItem, ExplainContext, ExplainerPlugin, JsonSchema, LoadedModel, Params } from '../plugins/types.ts';
 import { attributionFile, mapFile, previewFile } from '../stages/maps.ts';
 import { ImageBatches } from './image-batches.ts';
@@ -101,12 +101,7 @@ export function bareLoadedModel(model: tf.LayersModel, options: { classes?: stri
   const classes = options.classes ?? Array.from({ length: (model.outputs[0].shape as number[]).at(-1) ?? 0 }, (_, i) => String(i));
   const camLayers = (name: string): CamLayers => {
     if (!model.layers.some((layer) => layer.name === name)) {
-      const names = model.layers.map((layer) => layer.name);
-      const near = names
-        .map((candidate) => ({ candidate, d: distance(name.toLowerCase(), candidate.toLowerCase()) }))
-        .sort((a, b) => a.d - b.d)
-        .slice(0, 5)
-        .map(({ candidate }) => candidate);
+      const near = nearestNames(name, model.layers.map((layer) => layer.name));
       throw new UserError(`The model has no layer named "${name}"; nearest: ${near.join(', ')}.`);
     }
     return { module: name, gradient: name, activation: name };

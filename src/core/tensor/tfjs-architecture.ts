@@ -21,7 +21,7 @@ import { writeFileAtomic } from '../store/atomic.ts';
 import { ImageBatches } from './image-batches.ts';
 import { loadLayersModel, saveLayersModel } from './model-io.ts';
 import { validatePreprocessing, type Normalisation, type Preprocessing } from './preprocess.ts';
-import { readStateDict, type StateDict } from './pytorch-state-dict.ts';
+import { isStateDictFile, readStateDict, type StateDict } from './pytorch-state-dict.ts';
 import { tfjsName } from './torch-weights.ts';
 import { trainModel, type TrainLoopConfig } from './train-loop.ts';
 import { IMAGENET_SUFFIX, storedWeightsDir } from './weights-store.ts';
@@ -94,7 +94,6 @@ export function pretrainedKind(pretrained: string | undefined): PretrainedKind {
   return pretrained === 'imagenet' ? 'imagenet' : 'file';
 }
 
-const isStateDictFile = (file: string) => /\.(pth|pt|bin|ckpt)$/i.test(file) && !file.endsWith('weights.bin');
 
 /** The folder of a model given as a folder, a model.json or a train artifact. */
 export function modelFolder(location: string): string {

@@ -9,7 +9,7 @@
  * [out, in] (tfjs Dense [in, out]); batch norm's weight / bias / running_mean /
  * running_var are tfjs's gamma / beta / moving_mean / moving_variance.
  */
-import { distance } from 'fastest-levenshtein';
+import { nearestNames } from '../manifest/suggest.ts';
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../errors.ts';
 import { toFloat32, type StateDict } from './pytorch-state-dict.ts';
@@ -191,12 +191,7 @@ export function nearModules(model: tf.LayersModel, torchPath: string, count = 5)
     const parts = torchName(layer.name).split('.');
     for (let i = 1; i <= parts.length; i++) modules.add(parts.slice(0, i).join('.'));
   }
-  const wanted = torchPath.replaceAll('_', '.').toLowerCase();
-  return [...modules]
-    .map((module) => ({ module, d: distance(wanted, module.toLowerCase()) }))
-    .sort((a, b) => a.d - b.d)
-    .slice(0, count)
-    .map(({ module }) => module);
+  return nearestNames(torchPath.replaceAll('_', '.'), modules, count);
 }
 
 /** Builds a model and loads weights into it; a failed load frees the model's tensors before the error goes on. */
