@@ -19,7 +19,8 @@ export class ImageBatches {
     return this.files.length;
   }
 
-  private async image(index: number): Promise<RawImage> {
+  /** The decoded file (decoded once, then kept). */
+  async image(index: number): Promise<RawImage> {
     let image = this.raw.get(index);
     if (!image) {
       image = await readImage(this.files[index]);

@@ -18,7 +18,6 @@ import { nearestNames } from '../manifest/suggest.ts';
 import type { CamLayers, DatasetItem, ExplainContext, ExplainerPlugin, JsonSchema, LoadedModel, Params } from '../plugins/types.ts';
 import { attributionFile, mapFile, previewFile } from '../stages/maps.ts';
 import { ImageBatches } from './image-batches.ts';
-import { readImage } from './image-io.ts';
 import { encodeNpy } from './npy.ts';
 import type { Preprocessing } from './preprocess.ts';
 import { writeJetOverlay } from './previews.ts';
@@ -187,7 +186,8 @@ export function defineTensorExplainer<P extends Params>(spec: TensorExplainerSpe
         const result = await runBatch(model, input, p, items.map((item) => item.label), ctx.warn, ctx.manifestDir);
         for (const [k, item] of items.entries()) {
           // Preview and attribution first, the map last: an image counts as done once its map exists.
-          await writeJetOverlay(path.join(ctx.out, previewFile(item.id)), result.maps[k], w, h, await readImage(ctx.data.resolve(item.image)));
+          // The overlay uses the file ImageBatches already decoded for the input.
+          await writeJetOverlay(path.join(ctx.out, previewFile(item.id)), result.maps[k], w, h, await images.image(indices[k]));
           if (result.attributions) {
             const channels = result.attributions[k].length / (h * w);
             await ctx.writeFile(attributionFile(item.id), encodeNpy({ dtype: 'float32', shape: [h, w, channels], data: result.attributions[k] }));
