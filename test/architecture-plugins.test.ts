@@ -122,7 +122,7 @@ describe('architecture plugins', () => {
       assert.throws(() => mobilenet.trainingFiles({ widthMult: 0.5 }, training('imagenet'), '/x'), /no ImageNet weights from torchvision/);
       const entry = path.join(store, 'mobilenet-v2-imagenet');
       mkdirSync(entry);
-      writeFileSync(path.join(entry, 'model.json'), '{}');
+      writeFileSync(path.join(entry, 'model.json'), JSON.stringify({ modelTopology: {}, weightsManifest: [{ paths: ['weights.bin'], weights: [] }] }));
       writeFileSync(path.join(entry, 'weights.bin'), '');
       assert.deepEqual(mobilenet.trainingFiles({}, training('imagenet'), '/x'), [path.join(entry, 'model.json'), path.join(entry, 'weights.bin')]);
       assert.deepEqual(mobilenet.trainingFiles({}, training('none'), '/x'), []);

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { isUserError } from '../src/core/errors.ts';
-import { fileModelHandler, loadLayersModel, saveLayersModel } from '../src/core/tensor/model-io.ts';
+import { fileModelHandler, layersModelFiles, loadLayersModel, saveLayersModel } from '../src/core/tensor/model-io.ts';
 import { readNpy } from '../src/core/tensor/npy.ts';
 import { ROOT, tempDir } from './helpers.ts';
 
@@ -100,6 +100,10 @@ describe('model IO', () => {
     json.weightsManifest[0].paths = ['group1-shard1of2.bin', './group1-shard2of2.bin'];
     writeFileSync(path.join(dir, 'model.json'), JSON.stringify(json));
     assertSamePredictions(model, await loadLayersModel(dir));
+    // What a cache key hashes: model.json and exactly the files it lists, in order.
+    assert.deepEqual(layersModelFiles(dir), ['model.json', 'group1-shard1of2.bin', 'group1-shard2of2.bin'].map((f) => path.join(dir, f)));
+    rmSync(path.join(dir, 'group1-shard2of2.bin'));
+    assert.throws(() => layersModelFiles(path.join(dir, 'model.json')), (error: Error) => isUserError(error) && /^Weights file listed in .*model\.json not found: .*group1-shard2of2\.bin \(/.test(error.message));
   });
 
   it('reproduces the golden tiny-cnn logits to 1e-4', async () => {

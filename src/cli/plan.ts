@@ -6,17 +6,27 @@ import { openSweep, planSweep, type Sweep } from '../core/sweep.ts';
 import { BUILTINS, runsDir } from './context.ts';
 import { print, printJson, textTable } from './output.ts';
 
+/** The labels of the plan's dataset variants, in plan order; none when the dataset is not an axis. */
+export function planDatasets(plan: Plan): string[] {
+  return [...new Set(plan.tasks.flatMap((t) => (t.cell.dataset === undefined ? [] : [t.cell.dataset])))];
+}
+
+/** Per stage: tasks, cached, to run; with several dataset variants, a column of tasks per variant. */
 export function planTable(plan: Plan): string {
   const stages = summarize(plan).filter((s) => s.total > 0);
+  const datasets = planDatasets(plan);
+  const perDataset = (stage: string, dataset: string) => plan.tasks.filter((t) => t.stage === stage && t.cell.dataset === dataset).length || '';
   return textTable(
-    ['stage', 'total', 'cached', 'to run'],
-    stages.map((s) => [s.stage, s.total, s.cached, s.toRun]),
+    ['stage', 'total', 'cached', 'to run', ...datasets],
+    stages.map((s) => [s.stage, s.total, s.cached, s.toRun, ...datasets.map((d) => perDataset(s.stage, d))]),
   );
 }
 
 export function planHeadline(plan: Plan): string {
   const cached = plan.tasks.filter((t) => t.cached).length;
-  return `sweep ${plan.name}: ${plan.tasks.length} tasks, ${cached} cached, ${plan.tasks.length - cached} to run`;
+  const datasets = planDatasets(plan);
+  const over = datasets.length > 0 ? `${datasets.length} dataset variants (${datasets.join(', ')}), ` : '';
+  return `sweep ${plan.name}: ${over}${plan.tasks.length} tasks, ${cached} cached, ${plan.tasks.length - cached} to run`;
 }
 
 export function planJson(sweep: Sweep, plan: Plan, withWhy: boolean) {

@@ -1,6 +1,7 @@
 import stringify from 'safe-stable-stringify';
 import type { Json, JsonSchema, Params } from '../plugins/types.ts';
 import { createAjv, escapePointer, type ValidateFunction } from './ajv.ts';
+import type { ManifestProblem } from './source.ts';
 
 /** One grid axis of a plugin entry: a param and the values it sweeps. */
 export interface Axis {
@@ -61,6 +62,11 @@ export function findAxes(params: Params, schema: JsonSchema): { fixed: Params; a
   return { fixed, axes };
 }
 
+/** A problem for every axis without values (pointers relative to `base`, where the entry's params are). */
+export function emptyAxisProblems(axes: Axis[], base: string): ManifestProblem[] {
+  return axes.filter((axis) => axis.values.length === 0).map((axis) => ({ pointer: `${base}${axis.pointerOf(0).replace(/\/0$/, '')}`, message: `grid axis "${axis.name}" has no values; give at least one` }));
+}
+
 /** The cartesian product of the axes, each variant with its params and a way back to the source. */
 export function expandAxes(fixed: Params, axes: Axis[]): ExpandedParams[] {
   let combos: number[][] = [[]];
@@ -87,11 +93,44 @@ export function expandAxes(fixed: Params, axes: Axis[]): ExpandedParams[] {
   });
 }
 
-/** A short, readable rendering of a param value for variant labels. */
+const isPlainObject = (value: unknown): value is Record<string, Json> => value !== null && typeof value === 'object' && !Array.isArray(value);
+
+/** A short, readable rendering of a param value for variant labels: lists as `a+b`, objects as `{key:value,…}` in written order. */
 export function formatValue(value: Json): string {
-  if (Array.isArray(value)) return value.map(formatValue).join('+');
-  if (value !== null && typeof value === 'object') return stringify(value) ?? '';
+  if (Array.isArray(value)) return value.length === 0 ? '[]' : value.map(formatValue).join('+');
+  if (isPlainObject(value)) return `{${Object.entries(value).map(([key, v]) => `${key}:${formatValue(v)}`).join(',')}}`;
   return String(value);
+}
+
+const same = (values: (Json | undefined)[]) => new Set(values.map((v) => stringify(v) ?? 'undefined')).size <= 1;
+
+/**
+ * `name=value` of a param that differs among siblings. An object differing
+ * in one field is named by its path (`shortcut.size=3`); in several, by
+ * those fields only (`shortcut={probability:1,classes:CG}`).
+ */
+function differencePart(name: string, value: Json | undefined, siblings: (Json | undefined)[]): string {
+  if (isPlainObject(value) && siblings.every(isPlainObject)) {
+    const objects = siblings as Record<string, Json>[];
+    const keys = [...new Set(objects.flatMap((o) => Object.keys(o)))].filter((key) => !same(objects.map((o) => o[key])));
+    if (keys.length === 1) return differencePart(`${name}.${keys[0]}`, value[keys[0]], objects.map((o) => o[keys[0]]));
+    const shown = keys.filter((key) => key in value);
+    if (shown.length > 0) return `${name}={${shown.map((key) => `${key}:${formatValue(value[key])}`).join(',')}}`;
+  }
+  return `${name}=${formatValue(value ?? null)}`;
+}
+
+/**
+ * What tells each of a list of variants of one plugin apart from the others:
+ * `key=value` parts of the params that differ among them, in the plugin's
+ * `propertyOrder`, then by name.
+ */
+export function distinguishingParts(variants: { params: Params; propertyOrder: string[] }[]): string[][] {
+  const order = variants[0]?.propertyOrder ?? [];
+  const names = new Set<string>();
+  for (const variant of variants) for (const key of Object.keys(variant.params)) names.add(key);
+  const differing = [...names].filter((key) => !same(variants.map((v) => v.params[key]))).sort((a, b) => rank(order, a) - rank(order, b) || a.localeCompare(b));
+  return variants.map((variant) => differing.map((key) => differencePart(key, variant.params[key], variants.map((v) => v.params[key]))));
 }
 
 /**
@@ -102,12 +141,7 @@ export function labelVariants<T extends { id: string; name?: string; params: Par
   return variants.map((variant) => {
     const siblings = variants.filter((other) => other.id === variant.id && other.name === variant.name);
     if (siblings.length === 1) return variant.name ?? variant.id;
-    const names = new Set<string>();
-    for (const sibling of siblings) for (const key of Object.keys(sibling.params)) names.add(key);
-    const differing = [...names]
-      .filter((key) => new Set(siblings.map((s) => stringify(s.params[key]) ?? 'undefined')).size > 1)
-      .sort((a, b) => rank(variant.propertyOrder, a) - rank(variant.propertyOrder, b) || a.localeCompare(b));
-    const parts = differing.map((key) => `${key}=${formatValue(variant.params[key] ?? null)}`);
+    const parts = distinguishingParts(siblings)[siblings.indexOf(variant)];
     return parts.length ? `${variant.name ?? variant.id}[${parts.join(',')}]` : (variant.name ?? variant.id);
   });
 }

@@ -2,7 +2,8 @@ import path from 'node:path';
 import type { Registry } from '../plugins/registry.ts';
 import type { JsonSchema, Params, PluginKind, TrainingConfig } from '../plugins/types.ts';
 import { createAjv, problemsFromAjv, type ValidateFunction } from './ajv.ts';
-import { expandAxes, findAxes, labelVariants } from './grid.ts';
+import { expandDataset, type DatasetVariant, type ResolvedDataset } from './dataset.ts';
+import { emptyAxisProblems, expandAxes, findAxes, labelVariants } from './grid.ts';
 import { PLUGIN_LISTS, manifestSchema } from './schema.ts';
 import { ManifestSource, manifestError, type ManifestProblem } from './source.ts';
 import { closest } from './suggest.ts';
@@ -29,6 +30,7 @@ export interface Variant {
 }
 
 export interface ExcludeRule {
+  dataset?: string;
   model?: string;
   explainer?: string;
   metric?: string;
@@ -49,7 +51,8 @@ export interface ResolvedManifest {
   dir: string;
   name: string;
   plugins: string[];
-  dataset: { source: string; version: string; params: Params; imageSize: [number, number] };
+  /** The dataset and its variants (several when `dataset.params` has grid axes). */
+  dataset: ResolvedDataset;
   folds: { k: number; seed: number; stratify: boolean; validation: number; only?: number[] };
   training: TrainingConfig;
   models: Variant[];
@@ -89,24 +92,14 @@ export function resolveManifest(source: ManifestSource, registry: Registry): Res
   const problems: ManifestProblem[] = [];
   if (!validateCore(data)) problems.push(...problemsFromAjv(validateCore.errors));
 
-  const dataset = (data.dataset ?? {}) as { source?: unknown; params?: Params; imageSize?: [number, number] };
-  let datasetVersion = '';
-  if (typeof dataset.source === 'string') {
-    const plugin = lookup(registry, 'dataset', dataset.source, '/dataset/source', problems);
-    if (plugin) {
-      datasetVersion = plugin.version;
-      const params = (dataset.params ??= {});
-      const validate = validatorFor(plugin.params);
-      if (!validate(params)) problems.push(...problemsFromAjv(validate.errors, '/dataset/params'));
-    }
-  }
+  const dataset = expandDataset((data.dataset ?? {}) as Parameters<typeof expandDataset>[0], registry, validatorFor, problems);
 
   const variants: Record<string, Variant[]> = {};
   for (const [section, kind] of Object.entries(PLUGIN_LISTS)) {
     variants[section] = expandSection(data[section], section, kind, registry, problems);
   }
   const exclude = ((data.exclude ?? []) as ExcludeRule[]).filter((rule) => typeof rule === 'object' && rule !== null);
-  checkExcludes(exclude, variants, problems);
+  checkExcludes(exclude, variants, dataset.variants, problems);
   const report = (data.report ?? {}) as Partial<ReportConfig>;
   for (const [i, id] of (Array.isArray(report.charts) ? report.charts : []).entries()) {
     if (typeof id === 'string') lookup(registry, 'chart', id, `/report/charts/${i}`, problems);
@@ -122,12 +115,13 @@ export function resolveManifest(source: ManifestSource, registry: Registry): Res
   for (const section of Object.keys(PLUGIN_LISTS)) {
     resolvedData[section] = variants[section].map((v) => ({ id: v.id, label: v.label, params: v.params }));
   }
+  if (dataset.variants.length > 1) (resolvedData.dataset as Record<string, unknown>).variants = dataset.variants;
   return {
     file: source.file,
     dir: path.dirname(path.resolve(source.file)),
     name: data.name as string,
     plugins: (data.plugins ?? []) as string[],
-    dataset: { source: dataset.source as string, version: datasetVersion, params: dataset.params ?? {}, imageSize: dataset.imageSize as [number, number] },
+    dataset,
     folds,
     training: data.training as TrainingConfig,
     models: variants.models,
@@ -162,9 +156,7 @@ function expandSection(list: unknown, section: string, kind: PluginKind, registr
     const plugin = lookup(registry, kind, entry.id, typeof raw === 'string' ? pointer : `${pointer}/id`, problems);
     if (!plugin) return;
     const { fixed, axes } = findAxes(entry.params, plugin.params);
-    for (const axis of axes) {
-      if (axis.values.length === 0) problems.push({ pointer: `${pointer}/params${axis.pointerOf(0).replace(/\/0$/, '')}`, message: `grid axis "${axis.name}" has no values; give at least one` });
-    }
+    problems.push(...emptyAxisProblems(axes, `${pointer}/params`));
     const validate = validatorFor(plugin.params);
     for (const variant of expandAxes(fixed, axes)) {
       if (!validate(variant.params)) problems.push(...problemsFromAjv(validate.errors, `${pointer}/params`, variant.mapPointer));
@@ -195,10 +187,10 @@ function expandSection(list: unknown, section: string, kind: PluginKind, registr
   return variants;
 }
 
-function checkExcludes(rules: ExcludeRule[], variants: Record<string, Variant[]>, problems: ManifestProblem[]): void {
-  const axes = { model: variants.models, explainer: variants.explainers, metric: variants.metrics } as const;
+function checkExcludes(rules: ExcludeRule[], variants: Record<string, Variant[]>, datasets: DatasetVariant[], problems: ManifestProblem[]): void {
+  const axes = { dataset: datasets.map((d) => ({ label: d.label, id: d.label })), model: variants.models, explainer: variants.explainers, metric: variants.metrics } as const;
   rules.forEach((rule, i) => {
-    for (const field of ['model', 'explainer', 'metric'] as const) {
+    for (const field of ['dataset', 'model', 'explainer', 'metric'] as const) {
       const value = rule[field];
       if (typeof value !== 'string') continue;
       const options = axes[field];
@@ -212,6 +204,16 @@ function checkExcludes(rules: ExcludeRule[], variants: Record<string, Variant[]>
       }
     }
   });
+  // A rule naming only a dataset variant leaves out all of it; leaving out every one leaves no sweep.
+  const whole = rules.map((rule, i) => ({ rule, i })).filter(({ rule }) => typeof rule.dataset === 'string' && Object.keys(rule).length === 1);
+  if (datasets.length > 0 && whole.length > 0 && datasets.every((d) => whole.some(({ rule }) => rule.dataset === d.label))) {
+    problems.push({ pointer: `/exclude/${whole.at(-1)!.i}`, message: 'these exclude rules leave out every dataset variant; keep at least one' });
+  }
+}
+
+/** Whether a rule value names a dataset variant (by its label). */
+export function matchesDataset(value: string | undefined, dataset: DatasetVariant): boolean {
+  return value === undefined || value === dataset.label;
 }
 
 /** Whether a rule value names a variant (by label or plugin id). */

@@ -129,12 +129,23 @@ export function manifestSchema(registry?: Registry): JsonSchema {
   const cellValue = { type: 'string', description: 'A plugin id or variant label.' };
   const dataset: JsonSchema = {
     type: 'object',
-    description: 'Where the images come from.',
+    description: 'Where the images come from. Grid axes in `params` make dataset variants (e.g. with and without an artefact), each swept with every model, explainer, metric and fold.',
     required: ['source'],
     additionalProperties: false,
     properties: {
       source: { ...ids('dataset'), description: 'A dataset plugin.' },
-      params: { type: 'object', default: {}, description: 'Params of the dataset plugin (paths are relative to the manifest).' },
+      params: {
+        type: 'object',
+        default: {},
+        description: 'Params of the dataset plugin (paths are relative to the manifest); a list where the param takes no list, or { grid: [...] }, makes a grid axis: one dataset variant per value.',
+      },
+      names: {
+        type: 'array',
+        items: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._+-]*$' },
+        minItems: 1,
+        uniqueItems: true,
+        description: 'Labels of the dataset variants in tables, charts and verdicts, one per variant in grid order (default: the params that tell them apart).',
+      },
       imageSize: { type: 'array', items: { type: 'integer', minimum: 8 }, minItems: 2, maxItems: 2, default: [224, 224], description: 'Model input size [height, width].' },
     },
   };
@@ -207,12 +218,12 @@ export function manifestSchema(registry?: Registry): JsonSchema {
       exclude: {
         type: 'array',
         default: [],
-        description: 'Grid cells to leave out, e.g. { model: mobilenet-v2, explainer: scorecam }.',
+        description: 'Grid cells to leave out, e.g. { model: mobilenet-v2, explainer: scorecam }; dataset: names a dataset variant by its label.',
         items: {
           type: 'object',
           additionalProperties: false,
           minProperties: 1,
-          properties: { model: cellValue, explainer: cellValue, metric: cellValue, fold: { type: 'integer', minimum: 1 } },
+          properties: { dataset: { type: 'string', description: 'A dataset variant label.' }, model: cellValue, explainer: cellValue, metric: cellValue, fold: { type: 'integer', minimum: 1 } },
         },
       },
       execution: {

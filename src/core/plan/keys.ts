@@ -20,7 +20,12 @@ export interface KeyMaterial {
   params: unknown;
   /** Keys of the tasks whose artifacts this one reads, in a fixed order. */
   inputs: string[];
-  /** Index only: [path relative to the manifest, sha256] of every data file. */
+  /**
+   * [path relative to the manifest, sha256] of the files the task reads
+   * besides its inputs' artifacts: the data files (index), pretrained
+   * weights (train), files explainer or metric params name (explain,
+   * score). Absent when there are none, so such keys stay as they were.
+   */
   files?: [string, string][];
 }
 

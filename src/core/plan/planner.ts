@@ -1,7 +1,8 @@
 import path from 'node:path';
 import { MissingInputError, isUserError } from '../errors.ts';
+import type { DatasetVariant } from '../manifest/dataset.ts';
 import type { ExcludeRule, ResolvedManifest, Variant } from '../manifest/resolve.ts';
-import { matchesVariant } from '../manifest/resolve.ts';
+import { matchesDataset, matchesVariant } from '../manifest/resolve.ts';
 import type { Registry } from '../plugins/registry.ts';
 import { DEFAULT_CHART_RANK, type ChartPlugin, type FileRecord, type PluginKind, type TrainingConfig } from '../plugins/types.ts';
 import { hashFiles } from '../store/file-hashes.ts';
@@ -11,6 +12,8 @@ import { STAGES, STAGE_VERSION, type Pool, type Stage } from './stages.ts';
 
 /** Where a task sits in the grid. */
 export interface Cell {
+  /** The dataset variant's label; only when the dataset has several. */
+  dataset?: string;
   model?: string;
   fold?: number;
   explainer?: string;
@@ -50,22 +53,31 @@ export interface Plan {
 }
 
 export interface PlanOptions {
-  /** Reuse already computed data-file hashes (benchmarks, tests). */
+  /** Reuse already computed data-file hashes (benchmarks, tests), the same for every dataset variant. */
   files?: FileRecord[];
 }
 
+/** The data files of every dataset variant (one list for all), or of each variant; null: missing, so the index key cannot be known. */
+export type DatasetFiles = FileRecord[] | null | ((variant: DatasetVariant, index: number) => FileRecord[] | null);
+
 /** Expands a resolved manifest into the task DAG, with a cache key per task. */
 export async function buildPlan(manifest: ResolvedManifest, registry: Registry, store: Store, options: PlanOptions = {}): Promise<Plan> {
-  let files = options.files;
   let missingData: string | undefined;
-  if (!files) {
+  const files: (FileRecord[] | null)[] = [];
+  const several = manifest.dataset.variants.length > 1;
+  for (const variant of manifest.dataset.variants) {
+    if (options.files) {
+      files.push(options.files);
+      continue;
+    }
     try {
       const dataset = registry.get('dataset', manifest.dataset.source);
-      const paths = await dataset.inputFiles(manifest.dataset.params, manifest.dir);
-      files = await hashFiles(paths, path.join(store.root, '.file-hashes.json'));
+      const paths = await dataset.inputFiles(variant.params, manifest.dir);
+      files.push(await hashFiles(paths, path.join(store.root, '.file-hashes.json')));
     } catch (error) {
       if (!(error instanceof MissingInputError) && !isUserError(error)) throw error;
-      missingData = error.message;
+      missingData ??= several ? `dataset ${variant.label}: ${error.message}` : error.message;
+      files.push(null);
     }
   }
   const trainingFiles = new Map<string, [string, string][]>();
@@ -79,7 +91,9 @@ export async function buildPlan(manifest: ResolvedManifest, registry: Registry, 
       missingData ??= error.message;
     }
   }
-  const tasks = expandTasks(manifest, registry, files ?? null, trainingFiles);
+  const paramFiles = await variantParamFiles(manifest, registry, path.join(store.root, '.file-hashes.json'));
+  missingData ??= paramFiles.missing;
+  const tasks = expandTasks(manifest, registry, (_, i) => files[i], trainingFiles, paramFiles.files);
   markCached(tasks, store);
   return {
     name: manifest.name,
@@ -91,16 +105,40 @@ export async function buildPlan(manifest: ResolvedManifest, registry: Registry, 
   };
 }
 
+/**
+ * Files that explainer and metric params name (a baseline image…), hashed
+ * like the data files, by variant: `explainer <label>` / `metric <label>`.
+ * They key that variant's tasks by content; a missing one is the plan's
+ * missing data.
+ */
+async function variantParamFiles(manifest: ResolvedManifest, registry: Registry, memoFile: string): Promise<{ files: Map<string, [string, string][]>; missing?: string }> {
+  const files = new Map<string, [string, string][]>();
+  let missing: string | undefined;
+  const variants = [...manifest.explainers.map((v) => ({ v, plugin: registry.get('explainer', v.id) })), ...manifest.metrics.map((v) => ({ v, plugin: registry.get('metric', v.id) }))];
+  for (const { v, plugin } of variants) {
+    if (!plugin.paramFiles) continue;
+    try {
+      const paths = [...new Set(await plugin.paramFiles(v.params, manifest.dir))];
+      if (paths.length > 0) files.set(`${plugin.kind} ${v.label}`, relativeFiles(await hashFiles(paths, memoFile), manifest.dir));
+    } catch (error) {
+      if (!(error instanceof MissingInputError) && !isUserError(error)) throw error;
+      missing ??= error.message;
+    }
+  }
+  return { files, missing };
+}
+
 export function markCached(tasks: Task[], store: Store): void {
   const published = new Map<Stage, Set<string>>();
   for (const stage of STAGES) published.set(stage, store.listKeys(stage));
   for (const task of tasks) task.cached = published.get(task.stage)!.has(task.key);
 }
 
-function excluded(rules: ExcludeRule[], cell: Cell, variants: { model?: Variant; explainer?: Variant; metric?: Variant }): boolean {
+function excluded(rules: ExcludeRule[], cell: Cell, variants: { dataset: DatasetVariant; model?: Variant; explainer?: Variant; metric?: Variant }): boolean {
   return rules.some((rule) => {
     if (rule.fold !== undefined && rule.fold !== cell.fold) return false;
     if (rule.fold !== undefined && cell.fold === undefined) return false;
+    if (!matchesDataset(rule.dataset, variants.dataset)) return false;
     for (const field of ['model', 'explainer', 'metric'] as const) {
       if (rule[field] === undefined) continue;
       if (!variants[field] || !matchesVariant(rule[field], variants[field])) return false;
@@ -110,7 +148,13 @@ function excluded(rules: ExcludeRule[], cell: Cell, variants: { model?: Variant;
 }
 
 /** The grid's tasks, pure: the same manifest and data hashes give the same keys. */
-export function expandTasks(manifest: ResolvedManifest, registry: Registry, files: FileRecord[] | null, trainingFiles = new Map<string, [string, string][]>()): Task[] {
+export function expandTasks(
+  manifest: ResolvedManifest,
+  registry: Registry,
+  files: DatasetFiles,
+  trainingFiles = new Map<string, [string, string][]>(),
+  paramFiles = new Map<string, [string, string][]>(),
+): Task[] {
   const tasks: Task[] = [];
   const add = (stage: Stage, pool: Pool, label: string, cell: Cell, plugin: Task['plugin'], params: unknown, refs: Partial<Record<Stage, string>>, extraInputs: string[] = [], fileList?: [string, string][]) => {
     const inputs = [...Object.values(refs), ...extraInputs];
@@ -123,78 +167,92 @@ export function expandTasks(manifest: ResolvedManifest, registry: Registry, file
   };
   const pluginOf = (v: { kind: PluginKind; id: string; version: string }) => ({ kind: v.kind, id: v.id, version: v.version });
 
-  const fileList = files ? relativeFiles(files, manifest.dir) : undefined;
-  // Without data the index key cannot be known: a placeholder (leading zeros) that can never be cached.
-  const index = add(
-    'index',
-    'cpu',
-    `index ${manifest.dataset.source}`,
-    {},
-    { kind: 'dataset', id: manifest.dataset.source, version: manifest.dataset.version },
-    { source: manifest.dataset.source, params: manifest.dataset.params },
-    {},
-    [],
-    fileList,
-  );
   const { k, seed, stratify, validation } = manifest.folds;
-  const split = add('split', 'cpu', `split ${k} folds`, {}, null, { k, seed, stratify, validation }, { index: index.key });
   const folds = manifest.folds.only ?? Array.from({ length: k }, (_, i) => i + 1);
   const { imageSize, training } = { imageSize: manifest.dataset.imageSize, training: manifest.training };
   const cells: (Cell & { key: string; stage: Stage })[] = [];
   const explains: (Cell & { key: string })[] = [];
   // Cell labels go into the aggregate's key (they name table rows); the keys are its inputs.
+  // With one dataset variant, labels, cells and keys are those of a dataset without axes.
+  const several = manifest.dataset.variants.length > 1;
+  const data: { variant: DatasetVariant; index: string; split: string }[] = [];
 
-  for (const model of manifest.models) {
-    const modelRef = { id: model.id, params: model.params };
-    for (const fold of folds) {
-      if (excluded(manifest.exclude, { fold }, { model })) continue;
-      const at = `${model.label} fold ${fold}`;
-      const base = { index: index.key, split: split.key };
-      // Pretrained weights key the train task by content, as data files key the index.
-      const train = add('train', 'gpu', `train ${at}`, { model: model.label, fold }, pluginOf(model), { model: modelRef, training, imageSize, fold }, base, [], trainingFiles.get(model.label));
-      const predict = add('predict', 'gpu', `predict ${at}`, { model: model.label, fold }, pluginOf(model), { model: modelRef, imageSize, fold }, { ...base, train: train.key });
-      cells.push({ key: train.key, stage: 'train', model: model.label, fold });
-      cells.push({ key: predict.key, stage: 'predict', model: model.label, fold });
-      for (const explainer of manifest.explainers) {
-        if (excluded(manifest.exclude, { fold }, { model, explainer })) continue;
-        const explainerRef = { id: explainer.id, params: explainer.params };
-        const explain = add(
-          'explain',
-          'gpu',
-          `explain ${explainer.label} · ${at}`,
-          { model: model.label, fold, explainer: explainer.label },
-          pluginOf(explainer),
-          { explainer: explainer.params, model: modelRef, imageSize, fold },
-          { ...base, train: train.key },
-        );
-        explains.push({ key: explain.key, model: model.label, fold, explainer: explainer.label });
-        for (const metric of manifest.metrics) {
-          if (excluded(manifest.exclude, { fold }, { model, explainer, metric })) continue;
-          const plugin = registry.get('metric', metric.id);
-          const refs: Partial<Record<Stage, string>> = { ...base, explain: explain.key };
-          if (plugin.needsModel) refs.train = train.key;
-          const cell = { model: model.label, fold, explainer: explainer.label, metric: metric.label };
-          const score = add('score', plugin.needsModel ? 'gpu' : 'cpu', `score ${metric.label} · ${explainer.label} · ${at}`, cell, pluginOf(metric), { metric: metric.params, explainer: explainerRef, model: modelRef, imageSize, fold }, refs);
-          cells.push({ key: score.key, stage: 'score', ...cell });
+  manifest.dataset.variants.forEach((dataset, d) => {
+    if (excluded(manifest.exclude, {}, { dataset })) return;
+    const on = several ? { dataset: dataset.label } : {};
+    const suffix = several ? ` · ${dataset.label}` : '';
+    const datasetFiles = typeof files === 'function' ? files(dataset, d) : files;
+    const fileList = datasetFiles ? relativeFiles(datasetFiles, manifest.dir) : undefined;
+    // Without data the index key cannot be known: a placeholder (leading zeros) that can never be cached.
+    const index = add(
+      'index',
+      'cpu',
+      `index ${manifest.dataset.source}${suffix}`,
+      { ...on },
+      { kind: 'dataset', id: manifest.dataset.source, version: manifest.dataset.version },
+      { source: manifest.dataset.source, params: dataset.params },
+      {},
+      [],
+      fileList,
+    );
+    const split = add('split', 'cpu', `split ${k} folds${suffix}`, { ...on }, null, { k, seed, stratify, validation }, { index: index.key });
+    data.push({ variant: dataset, index: index.key, split: split.key });
+    if (several) cells.push({ key: split.key, stage: 'split', ...on });
+
+    for (const model of manifest.models) {
+      const modelRef = { id: model.id, params: model.params };
+      for (const fold of folds) {
+        if (excluded(manifest.exclude, { fold }, { dataset, model })) continue;
+        const at = `${model.label}${suffix} fold ${fold}`;
+        const base = { index: index.key, split: split.key };
+        // Pretrained weights key the train task by content, as data files key the index.
+        const train = add('train', 'gpu', `train ${at}`, { ...on, model: model.label, fold }, pluginOf(model), { model: modelRef, training, imageSize, fold }, base, [], trainingFiles.get(model.label));
+        const predict = add('predict', 'gpu', `predict ${at}`, { ...on, model: model.label, fold }, pluginOf(model), { model: modelRef, imageSize, fold }, { ...base, train: train.key });
+        cells.push({ key: train.key, stage: 'train', ...on, model: model.label, fold });
+        cells.push({ key: predict.key, stage: 'predict', ...on, model: model.label, fold });
+        for (const explainer of manifest.explainers) {
+          if (excluded(manifest.exclude, { fold }, { dataset, model, explainer })) continue;
+          const explainerRef = { id: explainer.id, params: explainer.params };
+          const explain = add(
+            'explain',
+            'gpu',
+            `explain ${explainer.label} · ${at}`,
+            { ...on, model: model.label, fold, explainer: explainer.label },
+            pluginOf(explainer),
+            { explainer: explainer.params, model: modelRef, imageSize, fold },
+            { ...base, train: train.key },
+            [],
+            paramFiles.get(`explainer ${explainer.label}`),
+          );
+          explains.push({ key: explain.key, ...on, model: model.label, fold, explainer: explainer.label });
+          for (const metric of manifest.metrics) {
+            if (excluded(manifest.exclude, { fold }, { dataset, model, explainer, metric })) continue;
+            const plugin = registry.get('metric', metric.id);
+            const refs: Partial<Record<Stage, string>> = { ...base, explain: explain.key };
+            if (plugin.needsModel) refs.train = train.key;
+            const cell = { ...on, model: model.label, fold, explainer: explainer.label, metric: metric.label };
+            const score = add('score', plugin.needsModel ? 'gpu' : 'cpu', `score ${metric.label} · ${explainer.label} · ${at}`, cell, pluginOf(metric), { metric: metric.params, explainer: explainerRef, model: modelRef, imageSize, fold }, refs, [], paramFiles.get(`metric ${metric.label}`));
+            cells.push({ key: score.key, stage: 'score', ...cell });
+          }
         }
       }
     }
-  }
-  const variants = [...manifest.models, ...manifest.explainers, ...manifest.metrics].map((v) => ({ kind: v.kind, label: v.label, id: v.id, params: v.params }));
-  const aggregate = add('aggregate', 'cpu', 'aggregate', {}, null, { cells: cells.map(({ key: _key, ...cell }) => cell), variants }, { split: split.key }, cells.map((c) => c.key));
+  });
+  const variants: { kind: PluginKind; label: string; id: string; params: unknown }[] = [...manifest.models, ...manifest.explainers, ...manifest.metrics].map((v) => ({ kind: v.kind, label: v.label, id: v.id, params: v.params }));
+  if (several) variants.unshift(...data.map(({ variant }) => ({ kind: 'dataset' as const, label: variant.label, id: manifest.dataset.source, params: variant.params })));
+  const cellList = cells.map(({ key: _key, ...cell }) => cell);
+  // One dataset: its split is the aggregate's ref; several: each split is a cell of the aggregate.
+  const aggregate = add('aggregate', 'cpu', 'aggregate', {}, null, { cells: cellList, variants }, several ? {} : { split: data[0]?.split }, cells.map((c) => c.key));
   // The report reads the explain artifacts of its gallery; which images it shows it decides from the index and split.
   const gallery = manifest.report.gallery > 0 ? explains : [];
   const charts = reportCharts(manifest, registry).map((chart) => ({ id: chart.id, version: chart.version }));
-  add(
-    'report',
-    'cpu',
-    'report',
-    {},
-    null,
-    { name: manifest.name, report: manifest.report, charts, gallery: gallery.map(({ key: _key, ...cell }) => cell) },
-    { aggregate: aggregate.key, index: index.key, split: split.key },
-    gallery.map((c) => c.key),
-  );
+  const reportParams = { name: manifest.name, report: manifest.report, charts, gallery: gallery.map(({ key: _key, ...cell }) => cell) };
+  if (several) {
+    // Several datasets: their index and split keys follow the aggregate's, in the order of `datasets`.
+    add('report', 'cpu', 'report', {}, null, { ...reportParams, datasets: data.map((d) => d.variant.label) }, { aggregate: aggregate.key }, [...data.flatMap((d) => [d.index, d.split]), ...gallery.map((c) => c.key)]);
+  } else {
+    add('report', 'cpu', 'report', {}, null, reportParams, { aggregate: aggregate.key, index: data[0]?.index, split: data[0]?.split }, gallery.map((c) => c.key));
+  }
   return tasks;
 }
 

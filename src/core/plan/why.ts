@@ -4,7 +4,7 @@ import type { Task } from './planner.ts';
 import type { Stage } from './stages.ts';
 
 export interface Difference {
-  /** Dotted path inside the key material, e.g. `params.metric.thresholds`. */
+  /** Dotted path inside the key material, e.g. `params.metric.thresholds`; `files[<path>]` for a keyed file, with its hashes. */
   path: string;
   before: unknown;
   after: unknown;
@@ -47,6 +47,29 @@ function diff(before: unknown, after: unknown, at: string, out: Difference[]): v
   out.push({ path: at, before, after });
 }
 
+/** Keyed files (`material.files`) compared by path: one difference per file added, removed or with other contents. */
+function diffFiles(before: [string, string][] = [], after: [string, string][] = [], out: Difference[]): void {
+  const old = new Map(before);
+  const now = new Map(after);
+  for (const name of [...new Set([...old.keys(), ...now.keys()])].sort()) {
+    if (old.get(name) !== now.get(name)) out.push({ path: `files[${name}]`, before: old.get(name) ?? null, after: now.get(name) ?? null });
+  }
+}
+
+const SHOWN_FILES = 3;
+
+/** The reason's phrases: one per param difference, file differences grouped (an index may see thousands). */
+function describe(differences: Difference[]): string[] {
+  const files = differences.filter((d) => d.path.startsWith('files['));
+  const parts = differences.filter((d) => !files.includes(d)).map((d) => `${d.path}: ${brief(d.before)} → ${brief(d.after)}`);
+  if (files.length > 0) {
+    const what = (d: Difference) => `${d.path.slice('files['.length, -1)}${d.before === null ? ' (new)' : d.after === null ? ' (gone)' : ''}`;
+    const more = files.length > SHOWN_FILES ? ` and ${files.length - SHOWN_FILES} more` : '';
+    parts.push(`file contents changed: ${files.slice(0, SHOWN_FILES).map(what).join(', ')}${more}`);
+  }
+  return parts;
+}
+
 /**
  * For each task that must run, what differs from the nearest cached task of
  * the same stage, plugin, model, explainer and fold: the question of why
@@ -76,15 +99,16 @@ export function explainReruns(tasks: Task[], store: Store): WhyAnswer[] {
       let best: { meta: ArtifactMeta; differences: Difference[]; changedInputs: string[] } | undefined;
       for (const meta of candidates) {
         const differences: Difference[] = [];
-        const { inputs: oldInputs, ...oldRest } = meta.material;
-        const { inputs: newInputs, ...newRest } = task.material;
+        const { inputs: oldInputs, files: oldFiles, ...oldRest } = meta.material;
+        const { inputs: newInputs, files: newFiles, ...newRest } = task.material;
         diff(oldRest, newRest, '', differences);
+        diffFiles(oldFiles, newFiles, differences);
         const changedInputs = newInputs.filter((k) => !oldInputs.includes(k)).map((k) => stageOf.get(k) ?? 'input');
         const score = differences.length * 1000 + changedInputs.length;
         if (!best || score < best.differences.length * 1000 + best.changedInputs.length) best = { meta, differences, changedInputs: [...new Set(changedInputs)] };
       }
       if (!best) return { key: task.key, label: task.label, stage: task.stage, differences: [], changedInputs: [], reason: 'no cached task of this stage for this cell: first run' };
-      const parts = best.differences.map((d) => `${d.path}: ${brief(d.before)} → ${brief(d.after)}`);
+      const parts = describe(best.differences);
       if (best.changedInputs.length) parts.push(`its ${best.changedInputs.join(', ')} input(s) changed`);
       return {
         key: task.key,

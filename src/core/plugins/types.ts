@@ -199,6 +199,14 @@ export interface ExplainerPlugin<P = Params> extends PluginInfo {
   kind: 'explainer';
   /** Writes one map per item into `ctx.out`, one at a time, skipping maps a previous attempt already wrote. */
   explain(ctx: ExplainContext<P>): Promise<void>;
+  /**
+   * Files the params name whose contents the maps depend on (a baseline
+   * image…), as absolute paths resolved against `manifestDir`: the planner
+   * hashes them into the keys of this variant's tasks (as `files`), so
+   * replacing a file re-runs them. Throws a MissingInputError naming a file
+   * that is absent. Params come as the manifest resolved them.
+   */
+  paramFiles?(params: P, manifestDir: string): string[] | Promise<string[]>;
 }
 
 export type ScoreValue = number | string | boolean | null;
@@ -224,6 +232,8 @@ export interface MetricPlugin<P = Params> extends PluginInfo {
   needsModel?: boolean;
   /** One row per item. */
   score(ctx: ScoreContext<P>): Promise<ScoreRow[]>;
+  /** Files the params name whose contents the rows depend on, keyed by content as ExplainerPlugin.paramFiles says. */
+  paramFiles?(params: P, manifestDir: string): string[] | Promise<string[]>;
 }
 
 /** A result table: rows of named values (see RESULT_TABLES in core/report/aggregate.ts). */

@@ -12,6 +12,8 @@ import { classificationMetrics, zeroDivisionWarnings } from './classification.ts
 export interface AggregateCell {
   key: string;
   stage: Stage;
+  /** The dataset variant, when the sweep has several: every table gets a leading `dataset` column. */
+  dataset?: string;
   model?: string;
   fold?: number;
   explainer?: string;
@@ -20,7 +22,7 @@ export interface AggregateCell {
 
 /** One variant of the grid: what a label in the tables stands for. */
 export interface VariantRow {
-  kind: 'architecture' | 'explainer' | 'metric';
+  kind: 'dataset' | 'architecture' | 'explainer' | 'metric';
   label: string;
   id: string;
   params: Record<string, unknown>;
@@ -30,7 +32,9 @@ export interface AggregateParams {
   /** Train cells (their history), predict cells (predictions) and score cells (rows). */
   cells: AggregateCell[];
   /** The split artifact, whose class balance per fold becomes a table. */
-  splitDir: string;
+  splitDir?: string;
+  /** With several dataset variants: each one's split artifact instead. */
+  splits?: { dataset: string; dir: string }[];
   /** The manifest's models, explainers and metrics, so charts can find a metric by plugin id and params. */
   variants?: VariantRow[];
 }
@@ -65,6 +69,8 @@ type Row = Record<string, ScoreValue>;
  * - `confusion-total`: model × true × predicted → count summed over folds.
  * Classification values are fractions 0…1, as scikit-learn defines them
  * (see classification.ts); classes are named, in the dataset's class order.
+ * With several dataset variants every table but `variants` starts with a
+ * `dataset` column and its groups are per dataset variant as well.
  */
 export const RESULT_TABLES = [
   'folds',
@@ -91,31 +97,34 @@ export const RESULT_TABLES = [
  */
 export async function aggregate(params: AggregateParams, store: Store, out: string, warn: (message: string) => void = () => {}): Promise<Record<string, number>> {
   const scores: Row[] = [];
-  const predictions: { model: string; fold: number; file: PredictionsFile }[] = [];
+  const predictions: Predictions[] = [];
   const training: Row[] = [];
   for (const cell of params.cells) {
     if (cell.stage === 'train') {
-      training.push(...trainingRows(cell.model!, cell.fold!, path.join(store.dir('train', cell.key), TRAINING_HISTORY)));
+      training.push(...trainingRows(datasetColumn(cell), cell.model!, cell.fold!, path.join(store.dir('train', cell.key), TRAINING_HISTORY)));
     } else if (cell.stage === 'predict') {
-      predictions.push({ model: cell.model!, fold: cell.fold!, file: readJson<PredictionsFile>(path.join(store.dir('predict', cell.key), ARTIFACT_FILES.predictions)) });
+      predictions.push({ ...datasetColumn(cell), model: cell.model!, fold: cell.fold!, file: readJson<PredictionsFile>(path.join(store.dir('predict', cell.key), ARTIFACT_FILES.predictions)) });
     } else {
       const rows = readJson<ScoreRow[]>(path.join(store.dir('score', cell.key), ARTIFACT_FILES.rows));
       for (const row of rows) {
         for (const [measure, value] of Object.entries(row)) {
           if (measure === 'id' || (typeof value !== 'number' && value !== null && typeof value !== 'boolean')) continue;
-          scores.push({ model: cell.model!, fold: cell.fold!, explainer: cell.explainer!, metric: cell.metric!, measure, id: row.id, value: typeof value === 'boolean' ? Number(value) : value });
+          scores.push({ ...datasetColumn(cell), model: cell.model!, fold: cell.fold!, explainer: cell.explainer!, metric: cell.metric!, measure, id: row.id, value: typeof value === 'boolean' ? Number(value) : value });
         }
       }
     }
   }
-  const split = readJson<SplitResult>(path.join(params.splitDir, ARTIFACT_FILES.split));
+  const datasetKeys = params.splits ? ['dataset'] : [];
+  const splits = params.splits ?? [{ dataset: undefined, dir: params.splitDir! }];
+  const balance = splits.flatMap(({ dataset, dir }) => readJson<SplitResult>(path.join(dir, ARTIFACT_FILES.split)).balance.map((row) => ({ ...datasetColumn({ dataset }), ...row })));
   const tables = Object.fromEntries(RESULT_TABLES.map((name) => [name, [] as Row[]])) as Record<(typeof RESULT_TABLES)[number], Row[]>;
-  tables.folds = rows(aq.from(split.balance).groupby('fold', 'class').pivot('part', 'count').select('fold', 'class', 'train', 'val', 'test').orderby('fold', 'class'));
+  const foldKeys = [...datasetKeys, 'fold', 'class'];
+  tables.folds = rows(aq.from(balance).groupby(...foldKeys).pivot('part', 'count').select(...foldKeys, 'train', 'val', 'test').orderby(...foldKeys));
   tables.variants = (params.variants ?? []).map((v) => ({ kind: v.kind, label: v.label, id: v.id, params: JSON.stringify(v.params) }));
   tables.training = uniformRows(training);
   tables.predictions = predictionRows(predictions);
   const stats = { mean: aq.op.mean('value'), sd: aq.op.stdev('value'), n: aq.op.valid('value') };
-  const scoreKeys = ['model', 'explainer', 'metric', 'measure'];
+  const scoreKeys = [...datasetKeys, 'model', 'explainer', 'metric', 'measure'];
   if (scores.length > 0) {
     const table = aq.from(scores).orderby(...scoreKeys, 'fold', 'id');
     tables.scores = rows(table);
@@ -129,13 +138,14 @@ export async function aggregate(params: AggregateParams, store: Store, out: stri
         .orderby(...scoreKeys),
     );
     if (tables.predictions.length > 0) {
-      const classes = aq.from(tables.predictions).select('model', 'fold', 'id', 'true').rename({ true: 'class' });
+      const imageKeys = [...datasetKeys, 'model', 'fold', 'id'];
+      const classes = aq.from(tables.predictions).select(...imageKeys, 'true').rename({ true: 'class' });
       const classOrder = new Map(predictions[0]?.file.classes.map((name, i) => [name, i]));
-      const byClass = rows(table.join_left(classes, [['model', 'fold', 'id'], ['model', 'fold', 'id']]).groupby(...scoreKeys, 'class').rollup(stats));
+      const byClass = rows(table.join_left(classes, [imageKeys, imageKeys]).groupby(...scoreKeys, 'class').rollup(stats));
       tables['summary-by-class'] = byClass.sort((a, b) => compareKeys(a, b, scoreKeys) || (classOrder.get(String(a.class)) ?? Infinity) - (classOrder.get(String(b.class)) ?? Infinity));
     }
   }
-  Object.assign(tables, classificationTables(predictions, warn));
+  Object.assign(tables, classificationTables(predictions, datasetKeys, warn));
   const counts: Record<string, number> = {};
   for (const name of RESULT_TABLES) {
     const table = tables[name];
@@ -146,13 +156,21 @@ export async function aggregate(params: AggregateParams, store: Store, out: stri
   return counts;
 }
 
+/** The predictions of one model × fold (of one dataset variant, when there are several). */
+interface Predictions {
+  dataset?: string;
+  model: string;
+  fold: number;
+  file: PredictionsFile;
+}
+
 /** A train artifact's history as rows (none when the architecture keeps no history.json). */
-function trainingRows(model: string, fold: number, file: string): Row[] {
+function trainingRows(on: Row, model: string, fold: number, file: string): Row[] {
   if (!existsSync(file)) return [];
   const history = readJson<unknown>(file);
   if (!Array.isArray(history)) throw new Error(`${file} holds no list of epochs`);
   return history.map((record: Record<string, unknown>) => {
-    const row: Row = { model, fold };
+    const row: Row = { ...on, model, fold };
     for (const [key, value] of Object.entries(record)) if (value === null || ['number', 'string', 'boolean'].includes(typeof value)) row[key] = value as ScoreValue;
     return row;
   });
@@ -164,11 +182,21 @@ function uniformRows(list: Row[]): Row[] {
   return list.map((row) => Object.fromEntries(columns.map((c) => [c, row[c] ?? null])));
 }
 
+/** Dataset variant, then model, then fold. */
+function byModelAndFold(a: Predictions, b: Predictions): number {
+  const [x, y] = [a.dataset ?? '', b.dataset ?? ''];
+  if (x !== y) return x < y ? -1 : 1;
+  return a.model < b.model ? -1 : a.model > b.model ? 1 : a.fold - b.fold;
+}
+
+/** The leading `dataset` column, only where the sweep has several dataset variants. */
+const datasetColumn = (p: { dataset?: string }): Row => (p.dataset === undefined ? {} : { dataset: p.dataset });
+
 /** One row per model × fold × test image: true and predicted class, and the predicted class's probability. */
-function predictionRows(predictions: { model: string; fold: number; file: PredictionsFile }[]): Row[] {
-  const sorted = [...predictions].sort((a, b) => (a.model < b.model ? -1 : a.model > b.model ? 1 : a.fold - b.fold));
-  return sorted.flatMap(({ model, fold, file }) =>
-    file.rows.map((r) => ({ model, fold, id: r.id, true: file.classes[r.label], predicted: file.classes[r.predicted], confidence: r.probabilities[r.predicted] ?? null })),
+function predictionRows(predictions: Predictions[]): Row[] {
+  const sorted = [...predictions].sort(byModelAndFold);
+  return sorted.flatMap(({ dataset, model, fold, file }) =>
+    file.rows.map((r) => ({ ...datasetColumn({ dataset }), model, fold, id: r.id, true: file.classes[r.label], predicted: file.classes[r.predicted], confidence: r.probabilities[r.predicted] ?? null })),
   );
 }
 
@@ -180,17 +208,20 @@ function compareKeys(a: Row, b: Row, keys: string[]): number {
   return 0;
 }
 
-/** The classification tables of RESULT_TABLES from the predictions of each model × fold. */
-function classificationTables(predictions: { model: string; fold: number; file: PredictionsFile }[], warn: (message: string) => void) {
+/** The classification tables of RESULT_TABLES from the predictions of each model × fold (× dataset variant: `datasetKeys`). */
+function classificationTables(predictions: Predictions[], datasetKeys: string[], warn: (message: string) => void) {
   const tables = { classification: [] as Row[], 'classification-by-class': [] as Row[], 'classification-summary': [] as Row[], confusion: [] as Row[], 'confusion-total': [] as Row[] };
   if (predictions.length === 0) return tables;
-  const sorted = [...predictions].sort((a, b) => (a.model < b.model ? -1 : a.model > b.model ? 1 : a.fold - b.fold));
-  const totals = new Map<string, { classes: string[]; confusion: number[][] }>();
-  for (const { model, fold, file } of sorted) {
+  const sorted = [...predictions].sort(byModelAndFold);
+  const totals = new Map<string, { on: Row; model: string; classes: string[]; confusion: number[][] }>();
+  for (const { dataset, model, fold, file } of sorted) {
+    const on = datasetColumn({ dataset });
+    const subject = dataset === undefined ? model : `${model} · ${dataset}`;
     const metrics = classificationMetrics(file.rows, file.classes);
-    for (const message of zeroDivisionWarnings(metrics)) warn(`${model} fold ${fold}: ${message}`);
+    for (const message of zeroDivisionWarnings(metrics)) warn(`${subject} fold ${fold}: ${message}`);
     const { weighted, macro } = metrics;
     tables.classification.push({
+      ...on,
       model,
       fold,
       accuracy: metrics.accuracy,
@@ -202,23 +233,24 @@ function classificationTables(predictions: { model: string; fold: number; file: 
       macroF1: macro.f1,
       n: metrics.n,
     });
-    for (const s of metrics.perClass) tables['classification-by-class'].push({ model, fold, class: s.class, precision: s.precision, recall: s.recall, f1: s.f1, support: s.support });
-    const total = totals.get(model) ?? { classes: file.classes, confusion: file.classes.map(() => new Array<number>(file.classes.length).fill(0)) };
-    if (total.classes.join('\0') !== file.classes.join('\0')) throw new Error(`predictions of ${model} fold ${fold} name classes [${file.classes.join(', ')}], other folds [${total.classes.join(', ')}]`);
-    totals.set(model, total);
+    for (const s of metrics.perClass) tables['classification-by-class'].push({ ...on, model, fold, class: s.class, precision: s.precision, recall: s.recall, f1: s.f1, support: s.support });
+    const total = totals.get(subject) ?? { on, model, classes: file.classes, confusion: file.classes.map(() => new Array<number>(file.classes.length).fill(0)) };
+    if (total.classes.join('\0') !== file.classes.join('\0')) throw new Error(`predictions of ${subject} fold ${fold} name classes [${file.classes.join(', ')}], other folds [${total.classes.join(', ')}]`);
+    totals.set(subject, total);
     metrics.confusion.forEach((counts, t) =>
       counts.forEach((count, p) => {
-        tables.confusion.push({ model, fold, true: file.classes[t], predicted: file.classes[p], count });
+        tables.confusion.push({ ...on, model, fold, true: file.classes[t], predicted: file.classes[p], count });
         total.confusion[t][p] += count;
       }),
     );
   }
-  for (const [model, { classes, confusion }] of totals) {
-    confusion.forEach((counts, t) => counts.forEach((count, p) => tables['confusion-total'].push({ model, true: classes[t], predicted: classes[p], count })));
+  for (const { on, model, classes, confusion } of totals.values()) {
+    confusion.forEach((counts, t) => counts.forEach((count, p) => tables['confusion-total'].push({ ...on, model, true: classes[t], predicted: classes[p], count })));
   }
   const measures = ['accuracy', 'precision', 'recall', 'f1'] as const;
   const summary = Object.fromEntries(measures.flatMap((m) => [[m, aq.op.mean(m)], [`${m}Sd`, aq.op.stdev(m)]]));
-  tables['classification-summary'] = rows(aq.from(tables.classification).groupby('model').rollup({ ...summary, folds: aq.op.count() }).orderby('model'));
+  const modelKeys = [...datasetKeys, 'model'];
+  tables['classification-summary'] = rows(aq.from(tables.classification).groupby(...modelKeys).rollup({ ...summary, folds: aq.op.count() }).orderby(...modelKeys));
   tables.classification = rows(aq.from(tables.classification));
   return tables;
 }

@@ -31,6 +31,8 @@ export type VerdictKind = 'trusted' | 'over-learned' | 'find-errors' | 'under-tr
 
 /** What one explainer's maps say about one model. */
 export interface ExplainerFinding {
+  /** The dataset variant, when the sweep has several. */
+  dataset?: string;
   model: string;
   explainer: string;
   hitRate: number | null;
@@ -46,6 +48,8 @@ export interface ExplainerFinding {
 }
 
 export interface ModelVerdict {
+  /** The dataset variant the model was trained and judged on, when the sweep has several. */
+  dataset?: string;
   model: string;
   accuracy: number;
   accuracySd: number | null;
@@ -72,8 +76,14 @@ export interface Decisions {
   config: DecisionConfig;
   /** Metric labels the numbers came from (null: the metric is not in the sweep). */
   sources: { hitRate: string | null; coverage: string | null; reliability: string | null };
+  /** One verdict per model, or per dataset variant × model when the sweep has several dataset variants. */
   models: ModelVerdict[];
   explainers: ExplainerFinding[];
+}
+
+/** How a verdict names what it judges: the model, with its dataset variant when there are several (`small-cnn · shortcut`). */
+export function modelOnDataset(subject: { model: string; dataset?: string }): string {
+  return subject.dataset === undefined ? subject.model : `${subject.model} · ${subject.dataset}`;
 }
 
 export const VERDICTS: Record<VerdictKind, { title: string; finding: string; conclusion: string }> = {
@@ -172,14 +182,16 @@ export function decide(tables: Record<string, ResultRow[]>, config: DecisionConf
   const coverageLabel = metricVariants(tables, config.coverage.metric)[0]?.label ?? null;
   const reliabilityLabel =
     metricVariants(tables, config.reliability.metric).find((v) => Object.entries(config.reliability.params).every(([key, value]) => sameValue(v.params[key], value)))?.label ?? null;
-  const value = (model: string, explainer: string, metric: string | null, measure: string): number | null => {
+  // Rows of one dataset variant (every row where the tables have no dataset column).
+  const onDataset = (row: ResultRow, dataset: string | undefined) => dataset === undefined || row.dataset === dataset;
+  const value = (dataset: string | undefined, model: string, explainer: string, metric: string | null, measure: string): number | null => {
     if (metric === null) return null;
-    const row = summary.find((r) => r.model === model && r.explainer === explainer && r.metric === metric && r.measure === measure);
+    const row = summary.find((r) => onDataset(r, dataset) && r.model === model && r.explainer === explainer && r.metric === metric && r.measure === measure);
     return typeof row?.mean === 'number' ? row.mean : null;
   };
   const explainerOrder = (tables.variants ?? []).filter((v) => v.kind === 'explainer').map((v) => String(v.label));
-  const explainersOf = (model: string) => {
-    const seen = [...new Set(summary.filter((r) => r.model === model).map((r) => String(r.explainer)))];
+  const explainersOf = (dataset: string | undefined, model: string) => {
+    const seen = [...new Set(summary.filter((r) => onDataset(r, dataset) && r.model === model).map((r) => String(r.explainer)))];
     return seen.sort((a, b) => rank(explainerOrder, a) - rank(explainerOrder, b) || a.localeCompare(b));
   };
 
@@ -187,14 +199,17 @@ export function decide(tables: Record<string, ResultRow[]>, config: DecisionConf
   const models: ModelVerdict[] = [];
   for (const row of classification) {
     const model = String(row.model);
-    const own: ExplainerFinding[] = explainersOf(model).map((explainer) => {
-      const hitRate = value(model, explainer, hitLabel, config.hitRate.measure);
-      const coverageTop = value(model, explainer, coverageLabel, config.coverage.top);
-      const coverageBackground = value(model, explainer, coverageLabel, config.coverage.background);
-      const drop = value(model, explainer, reliabilityLabel, config.reliability.drop);
-      const increase = value(model, explainer, reliabilityLabel, config.reliability.increase);
+    const dataset = row.dataset === undefined || row.dataset === null ? undefined : String(row.dataset);
+    const on = dataset === undefined ? {} : { dataset };
+    const own: ExplainerFinding[] = explainersOf(dataset, model).map((explainer) => {
+      const hitRate = value(dataset, model, explainer, hitLabel, config.hitRate.measure);
+      const coverageTop = value(dataset, model, explainer, coverageLabel, config.coverage.top);
+      const coverageBackground = value(dataset, model, explainer, coverageLabel, config.coverage.background);
+      const drop = value(dataset, model, explainer, reliabilityLabel, config.reliability.drop);
+      const increase = value(dataset, model, explainer, reliabilityLabel, config.reliability.increase);
       const reliability: Reliability = drop === null || increase === null ? 'unknown' : drop <= config.reliability.maxDrop && increase >= config.reliability.minIncrease ? 'high' : 'low';
       return {
+        ...on,
         model,
         explainer,
         hitRate,
@@ -222,6 +237,7 @@ export function decide(tables: Record<string, ResultRow[]>, config: DecisionConf
     const accuracyHigh = accuracy >= config.accuracy;
     const verdict: VerdictKind = focus === 'unknown' ? 'undecided' : accuracyHigh ? (focus === 'correct' ? 'trusted' : 'over-learned') : focus === 'correct' ? 'find-errors' : 'under-trained';
     models.push({
+      ...on,
       model,
       accuracy,
       accuracySd: typeof row.accuracySd === 'number' ? row.accuracySd : null,
@@ -237,7 +253,7 @@ export function decide(tables: Record<string, ResultRow[]>, config: DecisionConf
       focus,
       reliability,
       verdict,
-      weakestClass: accuracyHigh ? null : weakestClass(tables['classification-by-class'] ?? [], model),
+      weakestClass: accuracyHigh ? null : weakestClass((tables['classification-by-class'] ?? []).filter((r) => onDataset(r, dataset)), model),
     });
   }
   return { config, sources: { hitRate: hitLabel, coverage: coverageLabel, reliability: reliabilityLabel }, models, explainers: findings };
@@ -263,9 +279,10 @@ function weakestClass(byClass: ResultRow[], model: string): { class: string; rec
   return weakest;
 }
 
-/** The verdicts as flat rows (`decision` table), one per model. */
+/** The verdicts as flat rows (`decision` table), one per model (per dataset variant × model, with a leading dataset column, when there are several). */
 export function decisionRows(decisions: Decisions): ResultRow[] {
   return decisions.models.map((m) => ({
+    ...(m.dataset === undefined ? {} : { dataset: m.dataset }),
     model: m.model,
     verdict: m.verdict,
     accuracy: m.accuracy,

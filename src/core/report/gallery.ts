@@ -22,6 +22,8 @@ const GALLERY_DIR = REPORT_FILES.gallery;
 const SIDE = 192;
 
 export interface GalleryCell {
+  /** The dataset variant, when the sweep has several. */
+  dataset?: string;
   model: string;
   fold: number;
   explainer: string;
@@ -40,12 +42,15 @@ export interface GalleryImage {
 }
 
 export interface Gallery {
+  /** The dataset variant whose images these are, when the sweep has several. */
+  dataset?: string;
   models: string[];
   explainers: string[];
   classes: { name: string; images: GalleryImage[] }[];
 }
 
 export interface GalleryInput {
+  dataset?: string;
   indexDir: string;
   splitDir: string;
   manifestDir: string;
@@ -73,7 +78,7 @@ async function writePicture(out: string, name: string, picture: sharp.Sharp, nea
   return relative;
 }
 
-const nameOf = (...parts: (string | number)[]) => createHash('sha256').update(JSON.stringify(parts)).digest('hex').slice(0, 16);
+const hashOf = (...parts: (string | number)[]) => createHash('sha256').update(JSON.stringify(parts)).digest('hex').slice(0, 16);
 
 async function fromRaw(file: string): Promise<sharp.Sharp> {
   const image = await readImage(file);
@@ -97,6 +102,8 @@ export async function buildGallery(input: GalleryInput): Promise<Gallery | null>
   const cellOf = new Map(input.cells.map((c) => [JSON.stringify([c.model, c.fold, c.explainer]), c]));
   const prediction = new Map(input.predictions.map((p) => [JSON.stringify([p.model, p.fold, p.id]), p]));
   const resolve = (file: string) => resolveItemPath(file, input.indexDir, input.manifestDir);
+  // Dataset variants share image ids but not pixels: their pictures get names of their own.
+  const nameOf = (...parts: (string | number)[]) => (input.dataset === undefined ? hashOf(...parts) : hashOf(input.dataset, ...parts));
 
   const classes: Gallery['classes'] = [];
   for (const [label, name] of index.classes.entries()) {
@@ -137,5 +144,6 @@ export async function buildGallery(input: GalleryInput): Promise<Gallery | null>
     }
     if (images.length > 0) classes.push({ name, images });
   }
-  return classes.length > 0 ? { models, explainers, classes } : null;
+  if (classes.length === 0) return null;
+  return input.dataset === undefined ? { models, explainers, classes } : { dataset: input.dataset, models, explainers, classes };
 }

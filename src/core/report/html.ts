@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { ResultRow } from '../plugins/types.ts';
-import { VERDICTS, qualifier, type Decisions, type ExplainerFinding, type ModelVerdict } from './decision.ts';
+import { VERDICTS, modelOnDataset, qualifier, type Decisions, type ExplainerFinding, type ModelVerdict } from './decision.ts';
 import { PERCENT_COLUMNS, columnsOf, confusionMatrix, formatValue } from './format.ts';
 import type { Gallery } from './gallery.ts';
 
@@ -27,7 +27,8 @@ export interface ReportPage {
   tables: Record<string, ResultRow[]>;
   decisions: Decisions | null;
   charts: ChartFigure[];
-  gallery: Gallery | null;
+  /** One gallery per dataset variant that has pictures to show. */
+  galleries: Gallery[];
 }
 
 export const escapeHtml = (text: string) => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -124,8 +125,9 @@ function verdictCard(m: ModelVerdict, decisions: Decisions, findings: ExplainerF
           })),
         )}</details>`;
   const qualifierText = qualifier(m.reliability, m.focus);
-  return `<article class="verdict verdict-${m.verdict}" data-model="${escapeHtml(m.model)}" data-verdict="${m.verdict}">
-<h3>${escapeHtml(m.model)}: ${escapeHtml(v.title)}</h3>
+  const dataset = m.dataset === undefined ? '' : ` data-dataset="${escapeHtml(m.dataset)}"`;
+  return `<article class="verdict verdict-${m.verdict}" data-model="${escapeHtml(m.model)}"${dataset} data-verdict="${m.verdict}">
+<h3>${escapeHtml(modelOnDataset(m))}: ${escapeHtml(v.title)}</h3>
 <p class="conclusion"><strong>${escapeHtml(v.conclusion)}</strong> ${escapeHtml(v.finding)}</p>
 ${qualifierText ? `<p class="qualifier reliability-${m.reliability}">${escapeHtml(qualifierText)}</p>` : ''}
 ${numbersTable(rows)}
@@ -136,7 +138,7 @@ ${perExplainer}
 function verdictsSection(decisions: Decisions | null): string {
   if (!decisions) return '<p class="empty">No model was trained: nothing to judge.</p>';
   const intro = `<p>The study's decision scheme: test accuracy high or low × the model's attention on the diagnostic layers or elsewhere (Hit Rate and layer coverage, means over folds) gives one of four verdicts; the reliability of the maps (Drop and Increase in Confidence) says how far the attention finding can be trusted. The thresholds come from <code>report.decision</code> in the manifest; they are choices, not the study's.</p>`;
-  return `${intro}\n${decisions.models.map((m) => verdictCard(m, decisions, decisions.explainers.filter((f) => f.model === m.model))).join('\n')}`;
+  return `${intro}\n${decisions.models.map((m) => verdictCard(m, decisions, decisions.explainers.filter((f) => f.model === m.model && f.dataset === m.dataset))).join('\n')}`;
 }
 
 // ---------------------------------------------------------------- charts
@@ -204,8 +206,13 @@ function existsPackage(dir: string, pkg: string): boolean {
 
 // ---------------------------------------------------------------- gallery
 
-function gallerySection(gallery: Gallery | null): string {
-  if (!gallery) return '<p class="empty">No gallery: the sweep has no explainers, <code>report.gallery</code> is 0, or the dataset’s items are not images.</p>';
+function gallerySection(galleries: Gallery[]): string {
+  if (galleries.length === 0) return '<p class="empty">No gallery: the sweep has no explainers, <code>report.gallery</code> is 0, or the dataset’s items are not images.</p>';
+  return galleries.map((gallery, g) => galleryBlocks(gallery, g === 0)).join('\n');
+}
+
+/** One model's pictures per block, the first block open. */
+function galleryBlocks(gallery: Gallery, first: boolean): string {
   const img = (src: string | null, alt: string) => (src ? `<img src="${escapeHtml(src)}" alt="${escapeHtml(alt)}" title="${escapeHtml(alt)}">` : '<span class="missing">—</span>');
   const blocks = gallery.models.map((model, m) => {
     const head = `<tr><th>image</th><th>layer map</th>${gallery.explainers.map((e) => `<th>${escapeHtml(e)}</th>`).join('')}</tr>`;
@@ -225,7 +232,8 @@ function gallerySection(gallery: Gallery | null): string {
         return [classRow, ...rows].join('\n');
       })
       .join('\n');
-    return `<details class="gallery-model"${m === 0 ? ' open' : ''}><summary>${escapeHtml(model)}</summary><div class="scroll"><table class="gallery"><thead>${head}</thead><tbody>\n${body}\n</tbody></table></div></details>`;
+    const title = gallery.dataset === undefined ? model : modelOnDataset({ model, dataset: gallery.dataset });
+    return `<details class="gallery-model"${first && m === 0 ? ' open' : ''}><summary>${escapeHtml(title)}</summary><div class="scroll"><table class="gallery"><thead>${head}</thead><tbody>\n${body}\n</tbody></table></div></details>`;
   });
   return blocks.join('\n');
 }
@@ -255,7 +263,8 @@ export function reportHtml(page: ReportPage): string {
   const variants = tables.variants ?? [];
   const count = (kind: string) => variants.filter((v) => v.kind === kind).length;
   const folds = new Set((tables.folds ?? []).map((r) => r.fold)).size;
-  const overview = `${count('architecture')} model(s) × ${count('explainer')} explainer(s) × ${count('metric')} metric(s) × ${folds} fold(s)`;
+  const datasets = count('dataset') > 0 ? `${count('dataset')} dataset variant(s) × ` : '';
+  const overview = `${datasets}${count('architecture')} model(s) × ${count('explainer')} explainer(s) × ${count('metric')} metric(s) × ${folds} fold(s)`;
   const specs = Object.fromEntries(page.charts.map((c) => [c.id, c.spec]));
   const summaryNote = 'mean and sd over folds of the per-fold means over images; folds: folds with a value';
   const percent = { percent: PERCENT_COLUMNS };
@@ -294,7 +303,7 @@ ${page.charts.length > 0 ? page.charts.map(chartFigure).join('\n') : '<p class="
 ${tableSections.join('\n')}
 </section>
 <section id="gallery"><h2>Gallery</h2>
-${gallerySection(page.gallery)}
+${gallerySection(page.galleries)}
 </section>
 </main>
 <script id="chart-specs" type="application/json">${scriptJson(specs)}</script>

@@ -14,7 +14,7 @@ import type { ChartPlugin, ResultRow } from '../plugins/types.ts';
 import { writeFileAtomic } from '../store/atomic.ts';
 import { decide, decisionRows, findingRows } from './decision.ts';
 import { REPORT_FILES } from './files.ts';
-import { buildGallery, type GalleryCell } from './gallery.ts';
+import { buildGallery, type Gallery, type GalleryCell } from './gallery.ts';
 import { reportHtml, type ChartFigure } from './html.ts';
 import { renderChart } from './render.ts';
 
@@ -25,13 +25,15 @@ export interface ReportParams {
   /** The chart plugins to draw, in order (resolved by the planner). */
   charts: { id: string; version: string }[];
   gallery: Omit<GalleryCell, 'dir'>[];
+  /** Labels of the dataset variants, when the sweep has several. */
+  datasets?: string[];
 }
 
 export interface ReportInput {
   params: ReportParams;
   aggregateDir: string;
-  indexDir: string;
-  splitDir: string;
+  /** The index and split of each dataset variant (one, unlabelled, without dataset axes). */
+  datasets: { dataset?: string; indexDir: string; splitDir: string }[];
   /** Explain artifact folders, in the order of `params.gallery`. */
   explainDirs: string[];
   manifestDir: string;
@@ -88,18 +90,25 @@ export async function buildReport(input: ReportInput): Promise<Record<string, un
     await writeTable(out, REPORT_FILES.findings, findingRows(decisions));
   }
 
-  const gallery = await buildGallery({
-    indexDir: input.indexDir,
-    splitDir: input.splitDir,
-    manifestDir: input.manifestDir,
-    cells: params.gallery.map((cell, i) => ({ ...cell, dir: input.explainDirs[i] })),
-    perClass: params.report.gallery,
-    predictions: params.gallery.length > 0 && params.report.gallery > 0 ? (tables.predictions ?? []) : [],
-    out,
-    warn: input.warn,
-  });
+  const cells = params.gallery.map((cell, i) => ({ ...cell, dir: input.explainDirs[i] }));
+  const galleries: Gallery[] = [];
+  for (const { dataset, indexDir, splitDir } of input.datasets) {
+    const gallery = await buildGallery({
+      dataset,
+      indexDir,
+      splitDir,
+      manifestDir: input.manifestDir,
+      cells: cells.filter((cell) => cell.dataset === dataset),
+      perClass: params.report.gallery,
+      predictions: params.gallery.length > 0 && params.report.gallery > 0 ? (tables.predictions ?? []).filter((row) => dataset === undefined || row.dataset === dataset) : [],
+      out,
+      warn: input.warn,
+    });
+    if (gallery) galleries.push(gallery);
+  }
 
-  const html = reportHtml({ name: params.name, tables, decisions, charts: figures, gallery });
+  const html = reportHtml({ name: params.name, tables, decisions, charts: figures, galleries });
   await writeFileAtomic(path.join(out, REPORT_FILES.html), html);
-  return { charts: figures.map((f) => f.id), verdicts: decisions?.models.length ?? 0, galleryImages: gallery?.classes.reduce((n, c) => n + c.images.length, 0) ?? 0 };
+  const galleryImages = galleries.reduce((total, gallery) => total + gallery.classes.reduce((n, c) => n + c.images.length, 0), 0);
+  return { charts: figures.map((f) => f.id), verdicts: decisions?.models.length ?? 0, galleryImages };
 }

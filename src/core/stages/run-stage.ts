@@ -108,17 +108,24 @@ export async function runStage(task: Task, env: StageEnv, out: string): Promise<
     }
     case 'aggregate': {
       const { cells, variants } = params as unknown as { cells: Omit<AggregateCell, 'key'>[]; variants?: VariantRow[] };
-      // inputs: the refs (the split) first, then one per cell.
+      // inputs: the refs (the split, with one dataset) first, then one per cell (with several datasets, their splits among them).
       const cellKeys = task.inputs.slice(Object.keys(task.refs).length);
-      const tables = await aggregate({ cells: cells.map((cell, i) => ({ ...cell, key: cellKeys[i] })), splitDir: input('split'), variants }, env.store, out, env.warn);
+      const keyed = cells.map((cell, i) => ({ ...cell, key: cellKeys[i] }));
+      const splits = keyed.filter((cell) => cell.stage === 'split').map((cell) => ({ dataset: cell.dataset!, dir: env.store.dir('split', cell.key) }));
+      const splitSource = splits.length > 0 ? { splits } : { splitDir: input('split') };
+      const tables = await aggregate({ cells: keyed.filter((cell) => cell.stage !== 'split'), ...splitSource, variants }, env.store, out, env.warn);
       return { tables };
     }
     case 'report': {
       const p = params as unknown as ReportParams;
-      // inputs: the refs (aggregate, index, split) first, then the gallery's explain artifacts.
-      const explainDirs = task.inputs.slice(Object.keys(task.refs).length).map((key) => env.store.dir('explain', key));
+      // inputs: the refs (aggregate, index, split) first; with several datasets (refs: aggregate), each one's index and split; then the gallery's explain artifacts.
+      const rest = task.inputs.slice(Object.keys(task.refs).length);
+      const datasets = p.datasets
+        ? p.datasets.map((dataset, d) => ({ dataset, indexDir: env.store.dir('index', rest[2 * d]), splitDir: env.store.dir('split', rest[2 * d + 1]) }))
+        : [{ indexDir: input('index'), splitDir: input('split') }];
+      const explainDirs = rest.slice(p.datasets ? 2 * p.datasets.length : 0).map((key) => env.store.dir('explain', key));
       const { buildReport } = await import('../report/report.ts');
-      return buildReport({ params: p, aggregateDir: input('aggregate'), indexDir: input('index'), splitDir: input('split'), explainDirs, manifestDir: env.manifestDir, registry: env.registry, out, warn: env.warn });
+      return buildReport({ params: p, aggregateDir: input('aggregate'), datasets, explainDirs, manifestDir: env.manifestDir, registry: env.registry, out, warn: env.warn });
     }
   }
 }

@@ -3,10 +3,11 @@
  * IO handler in Node (only tfjs-node, an optional dependency, brings one), so
  * salgrid reads and writes the standard model.json + weights.bin layout itself.
  */
+import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { UserError } from '../errors.ts';
+import { MissingInputError, UserError } from '../errors.ts';
 import { writeFileAtomic } from '../store/atomic.ts';
 
 const MODEL_FILE = 'model.json';
@@ -53,12 +54,48 @@ async function readModelJson(file: string): Promise<tf.io.ModelJSON> {
   return json as tf.io.ModelJSON;
 }
 
+function isRemote(shardPath: string): boolean {
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(shardPath);
+}
+
+/**
+ * The files a layers-model on disk consists of (absolute): its model.json,
+ * then every weights file its weightsManifest lists, in order (sharded
+ * weights included). What loading reads, so what a cache key must hash.
+ * Throws a MissingInputError naming a listed file that is absent.
+ */
+export function layersModelFiles(location: string): string[] {
+  const modelFile = path.resolve(modelJsonPath(location));
+  if (!existsSync(modelFile)) throw new MissingInputError(modelFile, 'Model file', 'give the folder that holds a tfjs model.json, or the model.json itself');
+  let json: { modelTopology?: unknown; weightsManifest?: unknown };
+  try {
+    json = JSON.parse(readFileSync(modelFile, 'utf8')) as typeof json;
+  } catch (error) {
+    throw new UserError(`${modelFile} is not valid JSON (${(error as Error).message}); re-save the model.`);
+  }
+  if (typeof json !== 'object' || json === null || !('modelTopology' in json)) {
+    throw new UserError(`${modelFile} is not a TensorFlow.js model (it has no modelTopology); give the model.json of a tfjs layers-model.`);
+  }
+  const groups = Array.isArray(json.weightsManifest) ? (json.weightsManifest as { paths?: unknown }[]) : [];
+  const shards: string[] = [];
+  for (const group of groups) {
+    for (const shardPath of Array.isArray(group?.paths) ? group.paths : []) {
+      if (typeof shardPath !== 'string') throw new UserError(`${modelFile} lists a weights file that is not a path (${JSON.stringify(shardPath)}); re-save the model.`);
+      if (isRemote(shardPath)) throw new UserError(`${modelFile} lists a remote weights file (${shardPath}); download it next to model.json and list it by file name.`);
+      const shard = path.resolve(path.dirname(modelFile), shardPath);
+      if (!existsSync(shard)) throw new MissingInputError(shard, `Weights file listed in ${modelFile}`, 'copy it next to model.json or re-save the model');
+      if (!shards.includes(shard)) shards.push(shard);
+    }
+  }
+  return [modelFile, ...shards];
+}
+
 async function readWeights(modelFile: string, manifest: tf.io.WeightsManifestConfig): Promise<[tf.io.WeightsManifestEntry[], ArrayBuffer]> {
   const dir = path.dirname(modelFile);
   const shards: Uint8Array[] = [];
   for (const group of manifest) {
     for (const shardPath of group.paths) {
-      if (/^[a-z][a-z0-9+.-]*:\/\//i.test(shardPath)) {
+      if (isRemote(shardPath)) {
         throw new UserError(`${modelFile} lists a remote weights file (${shardPath}); download it next to model.json and list it by file name.`);
       }
       const shard = path.resolve(dir, shardPath);

@@ -19,7 +19,7 @@ import type { ArchitecturePlugin, CamLayers, JsonSchema, LoadedModel, Params, Pr
 import { mixSeed, withSeededMathRandom } from '../random.ts';
 import { writeFileAtomic } from '../store/atomic.ts';
 import { ImageBatches } from './image-batches.ts';
-import { loadLayersModel, saveLayersModel } from './model-io.ts';
+import { layersModelFiles, loadLayersModel, saveLayersModel } from './model-io.ts';
 import { validatePreprocessing, type Normalisation, type Preprocessing } from './preprocess.ts';
 import { isStateDictFile, readStateDict, type StateDict } from './pytorch-state-dict.ts';
 import { tfjsName } from './torch-weights.ts';
@@ -174,22 +174,22 @@ export function defineTfjsArchitecture<R extends Params>(spec: TfjsArchitectureS
     if (kind === 'none') return [];
     if (kind === 'imagenet') {
       const { dir, url, name } = imagenetLocation(params);
-      const files = [path.join(dir, 'model.json'), path.join(dir, 'weights.bin')];
-      const missing = files.find((file) => !existsSync(file));
-      if (missing) {
-        throw new MissingInputError(missing, `ImageNet weights for ${spec.id}`, `download ${url} once and run: salgrid weights import ${spec.id} ${path.basename(url)} --as ${name}`);
+      try {
+        return layersModelFiles(dir);
+      } catch (error) {
+        if (!(error instanceof MissingInputError)) throw error;
+        throw new MissingInputError(error.path, `ImageNet weights for ${spec.id}`, `download ${url} once and run: salgrid weights import ${spec.id} ${path.basename(url)} --as ${name}`);
       }
-      return files;
     }
     const file = path.resolve(manifestDir, pretrained);
     if (isStateDictFile(file)) {
       if (!existsSync(file)) throw new MissingInputError(file, 'Pretrained weights', 'check training.pretrained in the manifest');
       return [file];
     }
-    const folder = modelFolder(file);
-    const json = path.join(folder, 'model.json');
+    const json = path.join(modelFolder(file), 'model.json');
     if (!existsSync(json)) throw new MissingInputError(json, 'Pretrained model', 'training.pretrained takes imagenet, none, a .pth file or a tfjs model.json');
-    return [json, ...['weights.bin'].map((w) => path.join(folder, w)).filter((f) => existsSync(f))];
+    // model.json and exactly the weights files it lists (sharded weights: group1-shard1of3.bin…).
+    return layersModelFiles(json);
   };
 
   const loadPretrained = async (params: R, pretrained: string, manifestDir: string, inputSize: [number, number]): Promise<{ model: tf.LayersModel; describe: string }> => {

@@ -1,5 +1,5 @@
 /** Confusion matrices summed over folds, one per model; cells shaded by the share of their true class. */
-import { defineChart, distinct, num, order, specHead } from './data.ts';
+import { defineChart, distinct, modelOf, num, order, specHead } from './data.ts';
 
 export const confusionMatrices = defineChart({
   id: 'confusion-matrices',
@@ -10,10 +10,10 @@ export const confusionMatrices = defineChart({
     const rows = (tables['confusion-total'] ?? []).filter((r) => num(r.count) !== null);
     if (rows.length === 0) return null;
     const totals = new Map<string, number>();
-    for (const r of rows) totals.set(JSON.stringify([r.model, r.true]), (totals.get(JSON.stringify([r.model, r.true])) ?? 0) + Number(r.count));
+    for (const r of rows) totals.set(JSON.stringify([modelOf(r), r.true]), (totals.get(JSON.stringify([modelOf(r), r.true])) ?? 0) + Number(r.count));
     const values = rows.map((r) => {
-      const total = totals.get(JSON.stringify([r.model, r.true]))!;
-      return { model: String(r.model), true: String(r.true), predicted: String(r.predicted), count: Number(r.count), share: total > 0 ? Number(r.count) / total : 0 };
+      const total = totals.get(JSON.stringify([modelOf(r), r.true]))!;
+      return { model: modelOf(r), true: String(r.true), predicted: String(r.predicted), count: Number(r.count), share: total > 0 ? Number(r.count) / total : 0 };
     });
     const classes = distinct(values.map((v) => v.true));
     const models = order(tables, 'architecture', values.map((v) => v.model));

@@ -32,22 +32,36 @@ export interface VariantInfo {
   params: Record<string, unknown>;
 }
 
+type VariantKind = 'dataset' | 'architecture' | 'explainer' | 'metric';
+
 /** The variants of a kind in manifest order, from the `variants` table. */
-export function variants(tables: Tables, kind: 'architecture' | 'explainer' | 'metric'): VariantInfo[] {
+export function variants(tables: Tables, kind: VariantKind): VariantInfo[] {
   return (tables.variants ?? [])
     .filter((v) => v.kind === kind)
     .map((v) => ({ label: String(v.label), id: String(v.id), params: JSON.parse(String(v.params ?? '{}')) as Record<string, unknown> }));
 }
 
-/** Labels of a kind in manifest order (for sorting axes and legends); labels missing from the table follow, sorted. */
+/**
+ * The model a row is about, as charts name it: its label, with the dataset
+ * variant when the sweep has several (`small-cnn · shortcut`), so each
+ * model × dataset variant is a series, bar or panel of its own.
+ */
+export function modelOf(row: ResultRow): string {
+  return row.dataset === undefined || row.dataset === null ? String(row.model) : `${String(row.model)} · ${String(row.dataset)}`;
+}
+
+/** Labels of a kind in manifest order (for sorting axes and legends); labels missing from the table follow, sorted. Models come as modelOf names them, each model's dataset variants together. */
 export function order(tables: Tables, kind: 'architecture' | 'explainer' | 'metric', present: Iterable<string>): string[] {
-  const known = variants(tables, kind).map((v) => v.label);
+  const datasets = kind === 'architecture' ? variants(tables, 'dataset').map((v) => v.label) : [];
+  const labels = variants(tables, kind).map((v) => v.label);
+  const known = datasets.length > 0 ? labels.flatMap((model) => datasets.map((dataset) => modelOf({ model, dataset }))) : labels;
   const seen = new Set(present);
   return [...known.filter((label) => seen.has(label)), ...[...seen].filter((label) => !known.includes(label)).sort()];
 }
 
 /** A summary row of one metric's variant: mean ± sd (over folds, or over images) of one measure of one model × explainer. */
 export interface MetricRow {
+  /** As modelOf names it: with the dataset variant when there are several. */
   model: string;
   explainer: string;
   /** The metric's label. */
@@ -69,7 +83,7 @@ export function metricRows(tables: Tables, id: string, table = 'summary-over-fol
     // Without a variants table (results of an older salgrid), a label equal to the id still matches.
     const variant = byLabel.get(label) ?? (metricVariants.length === 0 && label === id ? { label, id, params: {} } : undefined);
     if (!variant || variant.id !== id) return [];
-    return [{ model: String(row.model), explainer: String(row.explainer), metric: label, measure: String(row.measure), mean: num(row.mean), sd: num(row.sd), count: num(row.folds ?? row.n), variant }];
+    return [{ model: modelOf(row), explainer: String(row.explainer), metric: label, measure: String(row.measure), mean: num(row.mean), sd: num(row.sd), count: num(row.folds ?? row.n), variant }];
   });
 }
 

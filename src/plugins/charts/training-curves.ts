@@ -1,5 +1,5 @@
 /** Loss and accuracy per epoch, training and validation, per model and fold (the `training` table). */
-import { defineChart, distinct, num, order, specHead } from './data.ts';
+import { defineChart, distinct, modelOf, num, order, specHead } from './data.ts';
 
 const CURVES = [
   { column: 'trainLoss', quantity: 'loss', split: 'training' },
@@ -18,7 +18,7 @@ export const trainingCurves = defineChart({
       CURVES.flatMap(({ column, quantity, split }) => {
         const value = num(row[column]);
         const epoch = num(row.epoch);
-        return value === null || epoch === null ? [] : [{ model: String(row.model), fold: String(row.fold), epoch, quantity, split, value }];
+        return value === null || epoch === null ? [] : [{ model: modelOf(row), fold: String(row.fold), epoch, quantity, split, value }];
       }),
     );
     if (values.length === 0) return null;

@@ -13,10 +13,11 @@
  * of that sign) Captum stops with an assertion; here the map is all zeros and
  * a warning says so.
  */
+import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { createAjv, problemsFromAjv, type ValidateFunction } from '../../../core/manifest/ajv.ts';
-import { UserError } from '../../../core/errors.ts';
+import { MissingInputError, UserError } from '../../../core/errors.ts';
 import type { Json, JsonSchema, Params } from '../../../core/plugins/types.ts';
 import { mixSeed } from '../../../core/random.ts';
 import { rawTensor } from '../../../core/tensor/image-batches.ts';
@@ -131,6 +132,8 @@ export interface AttributionSpec {
   imagesPerBatch?(params: Params): number;
   /** Attributions like the input, [n, h, w, c], for the batch's targets; params come with their defaults filled in. */
   attribute(batch: ExplainBatch, params: Params): tf.Tensor4D | Promise<tf.Tensor4D>;
+  /** Files the params name beyond baseline images (found by themselves: params whose schema is BASELINE_PARAM or a list of it); params come with their defaults filled in. */
+  paramFiles?(params: Params, manifestDir: string): string[];
 }
 
 export interface AttributionExplainer extends TensorExplainer {
@@ -138,6 +141,8 @@ export interface AttributionExplainer extends TensorExplainer {
   attribute(batch: ExplainBatch, params: Params): Promise<tf.Tensor4D>;
   /** The params checked against the schema, defaults filled in; a UserError names what is wrong. */
   withDefaults(params: Params): Params;
+  /** The files the params name (baseline images…), absolute: they key the explain task by content. */
+  paramFiles(params: Params, manifestDir: string): string[];
 }
 
 /** Checks params against a schema, filling in defaults (ajv useDefaults); problems become one UserError. */
@@ -182,7 +187,16 @@ export function defineAttributionExplainer(spec: AttributionSpec): AttributionEx
     },
   });
   withDefaults = validator(spec.id, plugin.params);
-  return Object.assign(plugin, { attribute, withDefaults });
+  // Params that take a baseline (or a list of them) may name an image file, which the maps then depend on.
+  const baselineParams = Object.entries(spec.params)
+    .filter(([, schema]) => schema === BASELINE_PARAM || (schema as { items?: unknown }).items === BASELINE_PARAM)
+    .map(([name]) => name);
+  const paramFiles = (raw: Params, manifestDir: string): string[] => {
+    const params = withDefaults(raw);
+    const kinds = baselineParams.flatMap((name) => (Array.isArray(params[name]) ? (params[name] as Json[]) : [params[name]]));
+    return [...baselineFiles(kinds, manifestDir, spec.id), ...(spec.paramFiles?.(params, manifestDir) ?? [])];
+  };
+  return Object.assign(plugin, { attribute, withDefaults, paramFiles });
 }
 
 // ---------------------------------------------------------------- randomness
@@ -208,8 +222,10 @@ export const SEED_PARAM: JsonSchema = { type: 'integer', minimum: 0, default: 0,
 
 // ---------------------------------------------------------------- baselines
 
+const BASELINE_KINDS: Json[] = ['zeros', 'uniform', 'blurred'];
+
 export const BASELINE_PARAM: JsonSchema = {
-  anyOf: [{ enum: ['zeros', 'uniform', 'blurred'] }, { type: 'number' }, { type: 'string', minLength: 1 }],
+  anyOf: [{ enum: BASELINE_KINDS }, { type: 'number' }, { type: 'string', minLength: 1 }],
   default: 'zeros',
   description: 'Reference input: zeros (0 in the network’s input space, Captum’s default), a constant, uniform (uniform noise in [0, 1] pixel space, normalised as the model’s input; seeded), blurred (the image under a Gaussian blur of blurSigma pixels), or the path of an image file (preprocessed as the model’s input).',
 };
@@ -217,6 +233,19 @@ export const BASELINE_PARAM: JsonSchema = {
 export const BLUR_SIGMA_PARAM: JsonSchema = { type: 'number', exclusiveMinimum: 0, default: 10, description: 'Standard deviation in pixels of the Gaussian blur of a `blurred` baseline.' };
 
 export const INTERNAL_BATCH_PARAM: JsonSchema = { type: 'integer', minimum: 1, default: 8, description: 'Inputs per forward (and backward) pass, as Captum’s internal_batch_size: bounds memory (8 keeps a 224×224 MobileNetV2 inside wasm’s 4 GiB heap), does not change the result.' };
+
+/** The image files among baselines (strings other than zeros, uniform and blurred), resolved against `baseDir`; a MissingInputError names one that is absent. */
+export function baselineFiles(kinds: Json[], baseDir: string, explainer: string): string[] {
+  return kinds
+    .filter((kind): kind is string => typeof kind === 'string' && !BASELINE_KINDS.includes(kind))
+    .map((kind) => {
+      const file = path.resolve(baseDir, kind);
+      if (!existsSync(file) || !statSync(file).isFile()) {
+        throw new MissingInputError(file, `Baseline image of ${explainer}`, 'a baseline is zeros, uniform, blurred, a number or the path of an image file relative to the manifest');
+      }
+      return file;
+    });
+}
 
 /** Each image under a Gaussian blur (reflected borders), channel by channel. */
 export function gaussianBlur(images: tf.Tensor4D, sigma: number): tf.Tensor4D {

@@ -32,6 +32,8 @@ function noiseTunnel(kind: 'smoothgrad' | 'vargrad', description: string): Attri
     version: '1',
     description,
     params,
+    // The wrapped explainer's files (an integrated-gradients baseline image…) key this one too.
+    paramFiles: (p, manifestDir) => WRAPPED[p.method as string].paramFiles((p.methodParams ?? {}) as Params, manifestDir),
     async attribute(batch, p) {
       const inner = WRAPPED[p.method as string];
       const innerParams = inner.withDefaults((p.methodParams ?? {}) as Params);
