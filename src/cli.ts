@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { isUserError } from './core/errors.ts';
+import { registerCancel } from './cli/cancel.ts';
 import { registerExplain } from './cli/explain.ts';
 import { registerGc, registerStatus } from './cli/inspect.ts';
 import { registerInfo } from './cli/info.ts';
@@ -32,6 +33,7 @@ registerRun(program);
 registerResults(program);
 registerReport(program);
 registerStatus(program);
+registerCancel(program);
 registerGc(program);
 registerTask(program);
 registerSynth(program);

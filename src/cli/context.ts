@@ -1,8 +1,12 @@
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { UserError } from '../core/errors.ts';
 import { isStage, type Pool, type Stage } from '../core/plan/stages.ts';
 import { BACKEND_NAMES, type BackendRequest } from '../core/tensor/backend-names.ts';
+
+/** The `salgrid` command itself, which Slurm jobs run. */
+export const SALGRID_BIN = fileURLToPath(new URL('../../bin/salgrid.js', import.meta.url));
 
 /** The module that registers the built-in plugins, handed to the registry and to every worker. */
 export const BUILTINS = new URL('../plugins/index.ts', import.meta.url).href;
@@ -33,6 +37,12 @@ export function parseBackend(text: string | undefined): BackendRequest | undefin
     throw new UserError(`--backend takes auto, ${BACKEND_NAMES.join(', ')}; got "${text}".`);
   }
   return text as BackendRequest;
+}
+
+export function parseExecutor(text: string | undefined): 'local' | 'slurm' | undefined {
+  if (text === undefined) return undefined;
+  if (text !== 'local' && text !== 'slurm') throw new UserError(`--executor takes local or slurm, got "${text}".`);
+  return text;
 }
 
 export function parseStages(text: string | undefined): Stage[] | undefined {

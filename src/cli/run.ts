@@ -2,15 +2,18 @@ import type { Command } from 'commander';
 import { UserError } from '../core/errors.ts';
 import { Executor } from '../core/exec/executor.ts';
 import { detectGpus } from '../core/exec/gpus.ts';
+import type { Lanes } from '../core/exec/lane.ts';
 import { ListrProgress, PlainProgress, formatDuration, type ProgressSink } from '../core/exec/progress.ts';
 import { selectTasks } from '../core/exec/executor.ts';
+import { workerLanes } from '../core/exec/worker-lane.ts';
 import type { Pool, Stage } from '../core/plan/stages.ts';
 import { EventLog } from '../core/store/events.ts';
 import { openSweep, planSweep, publishResults, writePlanFile } from '../core/sweep.ts';
 import os from 'node:os';
-import { BUILTINS, parseBackend, parseStages, parseWorkers, runsDir } from './context.ts';
+import { BUILTINS, parseBackend, parseExecutor, parseStages, parseWorkers, runsDir } from './context.ts';
 import { print } from './output.ts';
 import { planHeadline, planTable } from './plan.ts';
+import { leaveOrCancelJobs, startSlurm } from './run-slurm.ts';
 
 export const EXIT = { ok: 0, userError: 1, tasksFailed: 2, interrupted: 130 } as const;
 
@@ -21,6 +24,8 @@ interface RunOptions {
   failFast?: boolean;
   retries?: string;
   backend?: string;
+  executor?: string;
+  detach?: boolean;
 }
 
 export function registerRun(program: Command): void {
@@ -33,6 +38,8 @@ export function registerRun(program: Command): void {
     .option('--retries <n>', 'retries of a task whose worker crashed (overrides execution.retries)')
     .option('--fail-fast', 'stop starting tasks at the first failure')
     .option('--backend <name>', 'tensor backend: auto, tensorflow, webgpu, wasm or cpu (overrides execution.backend)')
+    .option('--executor <name>', 'local or slurm (overrides execution.executor)')
+    .option('--detach', 'slurm: on Ctrl-C leave the jobs running without asking (a later run watches them again)')
     .action(async (manifestFile: string, options: RunOptions, command: Command) => {
       process.exitCode = await runSweep(manifestFile, options, runsDir(command));
     });
@@ -49,6 +56,9 @@ async function runSweep(manifestFile: string, options: RunOptions, runs: string)
   if (!Number.isInteger(retries) || retries < 0) throw new UserError(`--retries takes a whole number ≥ 0, got "${options.retries}".`);
   const selected = selectTasks(plan.tasks, only);
   const toRun = selected.filter((t) => !t.cached);
+  const executorKind = parseExecutor(options.executor) ?? execution.executor;
+  // With slurm, only the local stages run here; the rest choose their backend on their own node.
+  const runsHere = executorKind === 'slurm' ? toRun.filter((t) => execution.slurm.localStages.includes(t.stage)) : toRun;
 
   print(planHeadline(plan));
   if (options.dryRun) {
@@ -65,36 +75,48 @@ async function runSweep(manifestFile: string, options: RunOptions, runs: string)
   const backendRequest = parseBackend(options.backend) ?? execution.backend;
   // Only tensor work needs a backend: choose it here, say why, and have every tensor worker start the same one.
   // TensorFlow.js loads only then: plain cpu sweeps start faster without it.
-  const tensors = toRun.some((t) => t.pool === 'gpu') ? await import('../core/tensor/backend.ts') : undefined;
+  const tensors = runsHere.some((t) => t.pool === 'gpu') ? await import('../core/tensor/backend.ts') : undefined;
   const backend = tensors ? await tensors.initBackend(backendRequest, { allowSoftwareAdapter: execution.allowSoftwareAdapter }) : undefined;
   if (tensors && backend) print(tensors.describeBackend(backend));
   const given = { ...execution.workers, ...parseWorkers(options.workers) };
   const cpuBound = tensors !== undefined && backend !== undefined && tensors.runsOnCpu(backend.name, gpus);
   const workers: Record<Pool, number> = { gpu: given.gpu === 'auto' ? (cpuBound ? os.availableParallelism() : Math.max(1, gpus)) : given.gpu, cpu: given.cpu };
-  await writePlanFile(sweep, plan);
   const events = new EventLog(sweep.paths.events);
-  events.append({ type: 'sweep-start', run: process.pid, message: `${toRun.length} to run` });
-  print(`workers: gpu=${workers.gpu} cpu=${workers.cpu}${gpus > 0 ? `, ${gpus} GPU(s)` : ''}; cache ${sweep.store.root}`);
-  const concurrency = (stage: Stage) => workers[selected.find((t) => t.stage === stage)?.pool ?? 'cpu'];
+  let lanes: Lanes | undefined;
+  const concurrency = (stage: Stage) => {
+    const task = selected.find((t) => t.stage === stage);
+    return task && lanes ? lanes.of(task).concurrency : 1;
+  };
   const live = process.stdout.isTTY && !process.env.CI;
   const progress: ProgressSink = live ? new ListrProgress(concurrency) : new PlainProgress(concurrency);
-  const executor = new Executor({
+  const local = workerLanes({
     plan,
     store: sweep.store,
     events,
+    progress,
     workers,
-    retries,
-    failFast: Boolean(options.failFast),
-    only,
     pluginModules: sweep.pluginModules,
     gpus,
-    progress,
     backend: backend && { name: backend.name, allowSoftwareAdapter: execution.allowSoftwareAdapter },
   });
+  // Checked before the plan is recorded: a wrong partition changes nothing.
+  const slurm = executorKind === 'slurm' ? await startSlurm({ sweep, plan, toRun, events, progress, local, runs, backend: backendRequest }) : undefined;
+  lanes = slurm ?? { of: (task) => local[task.pool], all: () => [local.gpu, local.cpu] };
+  await writePlanFile(sweep, plan);
+  events.append({ type: 'sweep-start', run: process.pid, message: `${toRun.length} to run${slurm ? ' (slurm)' : ''}` });
+  print(`workers: gpu=${workers.gpu} cpu=${workers.cpu}${gpus > 0 ? `, ${gpus} GPU(s)` : ''}; cache ${sweep.store.root}`);
+  const executor = new Executor({ plan, store: sweep.store, events, lanes, retries, failFast: Boolean(options.failFast), only, progress });
   let interrupts = 0;
-  const onSignal = () => {
+  let askAboutJobs = false;
+  const onSignal = (signal: NodeJS.Signals) => {
     interrupts++;
-    if (interrupts === 1) {
+    if (interrupts === 1 && slurm) {
+      process.stderr.write('\nstopping: no new jobs; local tasks finish (Ctrl-C again to abort them)\n');
+      // Only a person at a terminal who pressed Ctrl-C is asked; --detach, a pipe or a kill leave the jobs running.
+      askAboutJobs = signal === 'SIGINT' && !options.detach && Boolean(process.stdin.isTTY && process.stdout.isTTY);
+      executor.stop();
+      slurm.slurm.detach();
+    } else if (interrupts === 1) {
       process.stderr.write('\nstopping: no new tasks; running ones finish (Ctrl-C again to abort them)\n');
       executor.stop();
     } else {
@@ -107,13 +129,18 @@ async function runSweep(manifestFile: string, options: RunOptions, runs: string)
   const summary = await executor.run();
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
+  if (slurm) await leaveOrCancelJobs(slurm.slurm, { ask: askAboutJobs, manifestFile });
   events.append({ type: 'sweep-end', run: process.pid, message: `${summary.ran} run, ${summary.cached} cached, ${summary.failed} failed, ${summary.skipped} skipped` });
 
   print();
   print(
     `${summary.interrupted ? 'interrupted' : 'finished'} in ${formatDuration(summary.wallMs)}: ${summary.ran} run, ${summary.cached} cached, ${summary.failed} failed, ${summary.skipped} skipped${summary.notRun ? `, ${summary.notRun} left for the next run` : ''}`,
   );
-  for (const failure of summary.failures) print(`  failed: ${failure.task.label} [${failure.task.key.slice(0, 10)}]: ${failure.message}`);
+  for (const failure of summary.failures) {
+    print(`  failed: ${failure.task.label} [${failure.task.key.slice(0, 10)}]: ${failure.message}`);
+    // A job's log tail (a local task's detail is a stack trace, for the events only).
+    if (slurm && failure.detail && lanes.of(failure.task) === slurm.slurm) for (const line of failure.detail.split('\n')) print(`      ${line}`);
+  }
   if (summary.failures.length > 0) print(`  details: ${sweep.paths.events}`);
   printWhere(publishResults(plan, sweep.store, sweep.paths));
   if (summary.interrupted) {

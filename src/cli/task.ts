@@ -1,4 +1,5 @@
 import { existsSync, readdirSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
@@ -11,6 +12,10 @@ import type { BackendRequest } from '../core/tensor/backend-names.ts';
 import { parseBackend, runsDir } from './context.ts';
 import { print } from './output.ts';
 
+/** Set inside a Slurm job: the node it runs on. */
+const slurmNode = () => (process.env.SLURM_JOB_ID ? (process.env.SLURMD_NODENAME ?? os.hostname()) : undefined);
+const SHARED_FS = 'the cache is not visible from the compute nodes; put runs/ (--runs) on a filesystem that the submitting machine and every compute node mount at the same path.';
+
 function findTask(runs: string, key: string): { plan: PlanFile; task: Task; events: string } {
   const names = existsSync(runs) ? readdirSync(runs).filter((n) => n !== 'cache') : [];
   const matches: { plan: PlanFile; task: Task; events: string }[] = [];
@@ -21,7 +26,10 @@ function findTask(runs: string, key: string): { plan: PlanFile; task: Task; even
     const task = plan.tasks.find((t) => t.key === key || (key.length >= 8 && t.key.startsWith(key)));
     if (task) matches.push({ plan, task, events: paths.events });
   }
-  if (matches.length === 0) throw new UserError(`no recorded plan under ${runs} has a task with key ${key}; run \`salgrid run <manifest> --dry-run\` or check --runs.`);
+  if (matches.length === 0) {
+    if (slurmNode()) throw new UserError(`Slurm job ${process.env.SLURM_JOB_ID} on ${slurmNode()} finds no recorded plan with task ${key} under ${runs}: ${SHARED_FS}`);
+    throw new UserError(`no recorded plan under ${runs} has a task with key ${key}; run \`salgrid run <manifest> --dry-run\` or check --runs.`);
+  }
   const keys = new Set(matches.map((m) => m.task.key));
   if (keys.size > 1) throw new UserError(`key prefix ${key} matches ${keys.size} tasks; give more of the key.`);
   return matches.sort((a, b) => b.plan.created.localeCompare(a.plan.created))[0];
@@ -40,6 +48,7 @@ export function registerTask(program: Command): void {
       for (const input of found.task.inputs) {
         const stage = found.plan.tasks.find((t) => t.key === input)?.stage;
         if (stage && !store.has(stage, input)) {
+          if (slurmNode()) throw new UserError(`Slurm job ${process.env.SLURM_JOB_ID} on ${slurmNode()} cannot see input ${stage} ${input.slice(0, 10)} of ${found.task.label} at ${store.dir(stage, input)}, which the submitting machine published: ${SHARED_FS}`);
           throw new UserError(`input ${stage} ${input.slice(0, 10)} of ${found.task.label} is not in the cache at ${store.dir(stage, input)}; run its upstream tasks first, or make ${store.root} visible on this machine.`);
         }
       }

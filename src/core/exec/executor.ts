@@ -1,29 +1,25 @@
 import PQueue from 'p-queue';
 import type { Plan, Task } from '../plan/planner.ts';
-import { STAGE_DEPTH, type Pool, type Stage } from '../plan/stages.ts';
+import { STAGE_DEPTH, type Stage } from '../plan/stages.ts';
 import type { EventLog } from '../store/events.ts';
 import type { Store } from '../store/store.ts';
-import type { WorkerSetup } from './protocol.ts';
+import { TaskInterrupted, type Lanes, type TaskLane } from './lane.ts';
 import type { ProgressSink } from './progress.ts';
-import { TaskError, WorkerPool, WorkerProcess } from './worker-pool.ts';
+import { TaskError } from './worker-pool.ts';
 
 export interface ExecutorOptions {
   plan: Plan;
   store: Store;
   events: EventLog;
-  workers: Record<Pool, number>;
+  /** Where each task runs: local worker pools (localLanes), or Slurm for some stages. */
+  lanes: Lanes;
   retries: number;
   failFast: boolean;
   /** Run only what these stages need, and stop there. */
   only?: Stage[];
-  pluginModules: string[];
-  /** GPUs to pin tensor workers to (CUDA_VISIBLE_DEVICES), 0 for none. */
-  gpus: number;
   progress: ProgressSink;
   /** How long to wait before looking again at a task another process is running. */
   busyRetryMs?: number;
-  /** The backend tensor workers start; absent when no tensor task runs. */
-  backend?: WorkerSetup['backend'];
 }
 
 export interface Failure {
@@ -60,13 +56,13 @@ export function selectTasks(tasks: Task[], only?: Stage[]): Task[] {
 }
 
 /**
- * Runs a plan's tasks on two bounded pools of worker processes. A task
- * starts as soon as its inputs exist, most-downstream first; a failure skips
- * its dependants and the rest goes on (unless fail-fast).
+ * Runs a plan's tasks in bounded lanes (local worker pools, a Slurm
+ * cluster). A task starts as soon as its inputs exist, most-downstream
+ * first; a failure skips its dependants and the rest goes on (unless
+ * fail-fast).
  */
 export class Executor {
-  private readonly queues: Record<Pool, PQueue>;
-  private readonly pools: Record<Pool, WorkerPool>;
+  private readonly queues = new Map<TaskLane, PQueue>();
   private readonly dependants = new Map<string, Task[]>();
   private readonly waitingOn = new Map<string, number>();
   private readonly attempts = new Map<string, number>();
@@ -80,30 +76,7 @@ export class Executor {
   private finish?: () => void;
 
   constructor(private readonly options: ExecutorOptions) {
-    const { workers } = options;
-    this.queues = { gpu: new PQueue({ concurrency: workers.gpu }), cpu: new PQueue({ concurrency: workers.cpu }) };
-    this.pools = { gpu: this.createPool('gpu', workers.gpu), cpu: this.createPool('cpu', workers.cpu) };
-  }
-
-  private createPool(pool: Pool, size: number): WorkerPool {
-    const { plan, store, events, progress, pluginModules, gpus } = this.options;
-    const setup: WorkerSetup = {
-      pluginModules,
-      manifestDir: plan.manifestDir,
-      cacheRoot: store.root,
-      eventsFile: events.file,
-      runPid: process.pid,
-      backend: pool === 'gpu' ? this.options.backend : undefined,
-    };
-    return new WorkerPool(size, (slot) => {
-      const env: NodeJS.ProcessEnv = { ...process.env, SALGRID_WORKER_POOL: pool, SALGRID_WORKER_SLOT: String(slot) };
-      if (pool === 'gpu' && gpus > 0) env.CUDA_VISIBLE_DEVICES = String(slot % gpus);
-      return new WorkerProcess(setup, env, {
-        progress: (key, done, total, note) => progress.taskProgress(key, done, total, note),
-        warn: (key, message) => progress.warn(key, message),
-        output: (line) => progress.output(line),
-      });
-    });
+    for (const lane of options.lanes.all()) this.queues.set(lane, new PQueue({ concurrency: lane.concurrency }));
   }
 
   async run(): Promise<RunSummary> {
@@ -127,8 +100,7 @@ export class Executor {
     for (const task of pending) if (this.waitingOn.get(task.key) === 0) this.schedule(task);
     this.checkFinished();
     await finished;
-    this.pools.gpu.closeAll();
-    this.pools.cpu.closeAll();
+    for (const lane of this.options.lanes.all()) lane.close();
     this.summary.notRun = this.remaining;
     this.summary.wallMs = Date.now() - started;
     this.options.progress.end(this.summary);
@@ -140,39 +112,34 @@ export class Executor {
     if (this.stopped) return;
     this.stopped = true;
     this.summary.interrupted = true;
-    for (const queue of Object.values(this.queues)) queue.clear();
+    for (const queue of this.queues.values()) queue.clear();
+    for (const lane of this.options.lanes.all()) lane.stop();
     for (const timer of this.timers) clearTimeout(timer);
     this.timers.clear();
     this.options.events.append({ type: 'interrupt', run: process.pid, message: `stopping: ${this.running} running task(s) will finish` });
     this.checkFinished();
   }
 
-  /** Second Ctrl-C: running tasks are told to checkpoint and stop; workers that do not are killed. */
+  /** Second Ctrl-C: running tasks are told to checkpoint and stop (local workers that do not are killed). */
   abort(): void {
     this.stop();
     this.aborted = true;
-    for (const pool of Object.values(this.pools)) for (const worker of pool.all()) worker.abort();
-    const timer = setTimeout(() => {
-      for (const pool of Object.values(this.pools)) for (const worker of pool.all()) worker.kill();
-    }, 10_000);
-    timer.unref();
+    for (const lane of this.options.lanes.all()) lane.abort();
   }
 
   private schedule(task: Task): void {
     if (this.stopped) return;
-    void this.queues[task.pool].add(() => this.execute(task), { priority: STAGE_DEPTH[task.stage] });
+    const lane = this.options.lanes.of(task);
+    void this.queues.get(lane)!.add(() => this.execute(task, lane), { priority: STAGE_DEPTH[task.stage] });
   }
 
-  private async execute(task: Task): Promise<void> {
+  private async execute(task: Task, lane: TaskLane): Promise<void> {
     if (this.stopped) return;
-    const pool = this.pools[task.pool];
-    const worker = pool.acquire();
     const attempt = (this.attempts.get(task.key) ?? 0) + 1;
     this.attempts.set(task.key, attempt);
     this.running++;
-    this.options.progress.taskStarted(task);
     try {
-      const outcome = await worker.run(task, attempt);
+      const outcome = await lane.run(task, attempt);
       if (outcome.status === 'busy') {
         // Another process runs it: look again later, without counting an attempt.
         this.attempts.set(task.key, attempt - 1);
@@ -196,10 +163,12 @@ export class Executor {
     } catch (error) {
       const userError = error instanceof TaskError && error.userError;
       const message = error instanceof Error ? error.message : String(error);
-      if (this.aborted) {
-        // Stopped on the user's word: not a failure; its checkpoint waits for the next run.
+      if (this.aborted || error instanceof TaskInterrupted) {
+        // Stopped on the user's word (or left running on the cluster): not a failure; the next run picks it up.
         this.options.events.append({ type: 'interrupt', key: task.key, stage: task.stage, run: process.pid, message });
         this.options.progress.taskWaiting(task);
+        // This run cannot finish without the task: never wait for it.
+        this.stop();
       } else if (!userError && attempt <= this.options.retries && !this.stopped) {
         this.options.events.append({ type: 'retry', key: task.key, stage: task.stage, run: process.pid, attempt, message });
         this.options.progress.taskRetry(task, message);
@@ -208,7 +177,6 @@ export class Executor {
         this.fail(task, message, error instanceof TaskError ? error.detail : undefined);
       }
     } finally {
-      pool.release(worker);
       this.running--;
       this.checkFinished();
     }

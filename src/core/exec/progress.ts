@@ -7,7 +7,9 @@ import type { TaskStatus } from './run-task.ts';
 /** Where the executor reports what happens. */
 export interface ProgressSink {
   begin(tasks: Task[]): void;
-  taskStarted(task: Task): void;
+  /** Handed to a scheduler (Slurm) and waiting in its queue; `note` names the job. */
+  taskQueued(task: Task, note?: string): void;
+  taskStarted(task: Task, note?: string): void;
   taskWaiting(task: Task): void;
   taskProgress(key: string, done: number, total: number, note?: string): void;
   taskFinished(task: Task, status: TaskStatus, ms?: number): void;
@@ -35,7 +37,11 @@ class StageTally {
   readonly failed = new Map<Stage, number>();
   readonly durations = new Map<Stage, number[]>();
   readonly running = new Map<string, Task>();
+  /** Tasks waiting in a scheduler's queue (Slurm): only a remote run has any. */
+  readonly queued = new Map<string, Task>();
   readonly byKey = new Map<string, Task>();
+  /** Set once a task was queued: the stage lines then count queued and running tasks. */
+  remote = false;
 
   constructor(private readonly concurrency: (stage: Stage) => number) {}
 
@@ -51,8 +57,14 @@ class StageTally {
     map.set(stage, (map.get(stage) ?? 0) + 1);
   }
 
-  finished(task: Task, ms?: number): void {
+  /** No longer queued or running (finished, failed, waiting, retried). */
+  leave(task: Task): void {
     this.running.delete(task.key);
+    this.queued.delete(task.key);
+  }
+
+  finished(task: Task, ms?: number): void {
+    this.leave(task);
     this.bump(this.settled, task.stage);
     if (ms !== undefined) this.durations.set(task.stage, [...(this.durations.get(task.stage) ?? []), ms]);
   }
@@ -67,7 +79,13 @@ class StageTally {
       const mean = times.reduce((a, b) => a + b, 0) / times.length;
       eta = `  ETA ${formatDuration((mean * (total - settled)) / Math.max(1, this.concurrency(stage)))}`;
     }
-    return `${stage.padEnd(9)} ${String(settled).padStart(String(total).length)}/${total}${failed ? `  ${failed} failed` : ''}${eta}`;
+    let remote = '';
+    if (this.remote) {
+      const count = (tasks: Map<string, Task>) => [...tasks.values()].filter((t) => t.stage === stage).length;
+      const [queued, running] = [count(this.queued), count(this.running)];
+      if (queued + running > 0) remote = `  ${queued} queued, ${running} running`;
+    }
+    return `${stage.padEnd(9)} ${String(settled).padStart(String(total).length)}/${total}${failed ? `  ${failed} failed` : ''}${remote}${eta}`;
   }
 
   stages(): Stage[] {
@@ -90,11 +108,18 @@ export class PlainProgress implements ProgressSink {
   begin(tasks: Task[]): void {
     this.tally.begin(tasks);
   }
+  taskQueued(task: Task, note?: string): void {
+    this.tally.remote = true;
+    this.tally.running.delete(task.key);
+    this.tally.queued.set(task.key, task);
+    this.write(`${this.tally.line(task.stage)}  queued: ${task.label}${note ? ` (${note})` : ''}`);
+  }
   taskStarted(task: Task): void {
+    this.tally.queued.delete(task.key);
     this.tally.running.set(task.key, task);
   }
   taskWaiting(task: Task): void {
-    this.tally.running.delete(task.key);
+    this.tally.leave(task);
   }
   taskProgress(key: string, done: number, total: number, note?: string): void {
     const now = Date.now();
@@ -108,11 +133,11 @@ export class PlainProgress implements ProgressSink {
     this.write(`${this.tally.line(task.stage)}  ${status === 'cached' ? 'cached' : 'done'}: ${task.label}${ms !== undefined ? ` (${formatDuration(ms)})` : ''}`);
   }
   taskRetry(task: Task, message: string): void {
-    this.tally.running.delete(task.key);
+    this.tally.leave(task);
     this.write(`  retrying ${task.label}: ${message}`);
   }
   taskFailed(task: Task, message: string): void {
-    this.tally.running.delete(task.key);
+    this.tally.leave(task);
     this.tally.bump(this.tally.failed, task.stage);
     this.tally.bump(this.tally.settled, task.stage);
     this.write(`${this.tally.line(task.stage)}  FAILED: ${task.label}: ${message}`);
@@ -128,6 +153,8 @@ export class PlainProgress implements ProgressSink {
   }
   end(): void {}
 }
+
+const MAX_LISTED = 12;
 
 /** A live listr2 display: a line per stage with done/total and ETA, running tasks and failures beneath. */
 export class ListrProgress implements ProgressSink {
@@ -155,7 +182,8 @@ export class ListrProgress implements ProgressSink {
           });
         },
       })),
-      { concurrent: true, exitOnError: false, rendererOptions: { collapseSubtasks: false, collapseErrors: false } },
+      // Ctrl-C is the executor's to handle (stop, then abort): listr2's own handler would exit(127) at once.
+      { concurrent: true, exitOnError: false, registerSignalListeners: false, rendererOptions: { collapseSubtasks: false, collapseErrors: false } },
     );
     this.listr = list.run().catch(() => {});
   }
@@ -165,8 +193,12 @@ export class ListrProgress implements ProgressSink {
     if (!wrapper) return;
     wrapper.title = this.tally.line(stage);
     const running = [...this.tally.running.values()].filter((t) => t.stage === stage).map((t) => `${t.label}${this.notes.get(t.key) ? `  ${this.notes.get(t.key)}` : ''}`);
+    const queued = [...this.tally.queued.values()].filter((t) => t.stage === stage).map((t) => `${t.label}  queued${this.notes.get(t.key) ? ` (${this.notes.get(t.key)})` : ''}`);
     const failed = (this.failures.get(stage) ?? []).map((f) => `✖ ${f}`);
-    wrapper.output = [...failed.slice(-5), ...running].join('\n');
+    // A cluster may run hundreds at once: the counts are in the title, the list stays short.
+    const shown = [...running, ...queued];
+    const more = shown.length > MAX_LISTED ? [`… and ${shown.length - MAX_LISTED} more`] : [];
+    wrapper.output = [...failed.slice(-5), ...shown.slice(0, MAX_LISTED), ...more].join('\n');
     const total = this.tally.total.get(stage) ?? 0;
     if ((this.tally.settled.get(stage) ?? 0) >= total) this.settleStage(stage);
   }
@@ -179,12 +211,21 @@ export class ListrProgress implements ProgressSink {
     resolve(failed > 0 ? new Error(`${this.tally.line(stage)}  (${this.failures.get(stage)?.at(-1) ?? ''})`) : interrupted ? new Error(`${this.tally.line(stage)}  interrupted`) : undefined);
   }
 
-  taskStarted(task: Task): void {
+  taskQueued(task: Task, note?: string): void {
+    this.tally.remote = true;
+    this.tally.running.delete(task.key);
+    this.tally.queued.set(task.key, task);
+    if (note) this.notes.set(task.key, note);
+    this.refresh(task.stage);
+  }
+  taskStarted(task: Task, note?: string): void {
+    this.tally.queued.delete(task.key);
     this.tally.running.set(task.key, task);
+    if (note) this.notes.set(task.key, note);
     this.refresh(task.stage);
   }
   taskWaiting(task: Task): void {
-    this.tally.running.delete(task.key);
+    this.tally.leave(task);
     this.refresh(task.stage);
   }
   taskProgress(key: string, done: number, total: number, note?: string): void {
@@ -197,12 +238,12 @@ export class ListrProgress implements ProgressSink {
     this.refresh(task.stage);
   }
   taskRetry(task: Task, message: string): void {
-    this.tally.running.delete(task.key);
+    this.tally.leave(task);
     this.failures.set(task.stage, [...(this.failures.get(task.stage) ?? []), `retrying ${task.label}: ${message}`]);
     this.refresh(task.stage);
   }
   taskFailed(task: Task, message: string): void {
-    this.tally.running.delete(task.key);
+    this.tally.leave(task);
     this.tally.bump(this.tally.failed, task.stage);
     this.tally.bump(this.tally.settled, task.stage);
     this.failures.set(task.stage, [...(this.failures.get(task.stage) ?? []), `${task.label}: ${message}`]);

@@ -7,6 +7,7 @@ import { emptyAxisProblems, expandAxes, findAxes, labelVariants } from './grid.t
 import { PLUGIN_LISTS, manifestSchema } from './schema.ts';
 import { ManifestSource, manifestError, type ManifestProblem } from './source.ts';
 import { closest } from './suggest.ts';
+import type { SlurmConfig } from '../exec/slurm/config.ts';
 import type { DecisionConfig } from '../report/decision.ts';
 
 export interface ReportConfig {
@@ -43,7 +44,8 @@ export interface ExecutionConfig {
   gpus: 'auto' | number;
   workers: { gpu: number | 'auto'; cpu: number };
   retries: number;
-  executor: 'local';
+  executor: 'local' | 'slurm';
+  slurm: SlurmConfig;
 }
 
 export interface ResolvedManifest {

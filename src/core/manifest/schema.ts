@@ -1,3 +1,4 @@
+import { STAGES } from '../plan/stages.ts';
 import type { Registry } from '../plugins/registry.ts';
 import type { JsonSchema, PluginKind } from '../plugins/types.ts';
 
@@ -106,6 +107,38 @@ const DECISION = {
         increase: measure('increase', 'IiC, the share of images whose confidence rose'),
         minIncrease: { type: 'number', default: 0.1, description: 'Least IiC of a reliable map.' },
       },
+    },
+  },
+};
+
+/** `execution.slurm`: how tasks become Slurm jobs when `executor: slurm`. */
+const SLURM = {
+  type: 'object',
+  additionalProperties: false,
+  default: {},
+  description:
+    'Slurm jobs (with executor: slurm or `salgrid run --executor slurm`): salgrid keeps the DAG and submits each task, once its inputs exist, as a job running `salgrid task run <key>`; runs/ must be on a filesystem the submitting machine and the compute nodes share. Unset options are left to the cluster’s defaults.',
+  properties: {
+    partition: { type: 'string', minLength: 1, description: 'Partition of every job (--partition).' },
+    account: { type: 'string', minLength: 1, description: 'Account charged for the jobs (--account).' },
+    qos: { type: 'string', minLength: 1, description: 'Quality of service (--qos).' },
+    time: {
+      type: 'string',
+      pattern: '^(\\d+-\\d{1,2}(:\\d{2}){0,2}|\\d+(:\\d{2}){0,2})$',
+      description: 'Time limit of each job (--time): minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS. A job that runs out is retried and resumes from its checkpoint.',
+    },
+    mem: { type: 'string', pattern: '^\\d+[KMGT]?$', description: 'Memory per job (--mem), e.g. 16G.' },
+    cpusPerTask: { type: 'integer', minimum: 1, description: 'CPUs per job (--cpus-per-task).' },
+    gpusPerTask: { type: 'integer', minimum: 0, default: 0, description: 'GPUs per tensor job (train, predict, explain, perturbation metrics) as --gres=gpu:N; cpu jobs never ask for one. 0 suits a CPU-only cluster.' },
+    extraArgs: { type: 'array', items: { type: 'string', minLength: 1 }, default: [], description: 'More sbatch options for every job, passed last, e.g. [--constraint=a100, --exclude=node7].' },
+    maxJobs: { type: 'integer', minimum: 1, default: 100, description: 'Most jobs of this run queued or running at once.' },
+    pollSeconds: { type: 'number', exclusiveMinimum: 0, default: 10, description: 'Seconds between looks at the jobs (one squeue call for all of them).' },
+    localStages: {
+      type: 'array',
+      items: { enum: [...STAGES] },
+      uniqueItems: true,
+      default: ['index', 'split', 'aggregate', 'report'],
+      description: 'Stages run on the submitting machine instead (short, and a job each would mostly wait in the queue).',
     },
   },
 };
@@ -253,7 +286,8 @@ export function manifestSchema(registry?: Registry): JsonSchema {
             },
           },
           retries: integer(0, 1, 'Retries of a task whose worker crashed or failed unexpectedly.'),
-          executor: { enum: ['local'], default: 'local', description: 'Where tasks run.' },
+          executor: { enum: ['local', 'slurm'], default: 'local', description: 'Where tasks run: local (this machine), or slurm (each task a Slurm job over a shared runs/; see `slurm`).' },
+          slurm: SLURM,
         },
       },
       report: {

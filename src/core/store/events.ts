@@ -1,7 +1,22 @@
 import { appendFileSync, closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync } from 'node:fs';
 import path from 'node:path';
 
-export type EventType = 'sweep-start' | 'sweep-end' | 'start' | 'publish' | 'cached' | 'fail' | 'skip' | 'retry' | 'progress' | 'warn' | 'interrupt';
+export type EventType =
+  | 'sweep-start'
+  | 'sweep-end'
+  | 'start'
+  | 'publish'
+  | 'cached'
+  | 'fail'
+  | 'skip'
+  | 'retry'
+  | 'progress'
+  | 'warn'
+  | 'interrupt'
+  /** A task's Slurm job: submitted (`job`, `name`, `log`; `recovered` when a restarted run found it unrecorded), watched again by a restarted run, ended (`state`). */
+  | 'slurm-submit'
+  | 'slurm-attach'
+  | 'slurm-end';
 
 export interface RunEvent {
   time: string;

@@ -22,9 +22,11 @@ export interface SweepStatus {
 
 /**
  * A sweep's state from its records alone — the recorded plan and the event
- * log since it was made — without looking at any artifact.
+ * log since it was made — without looking at any artifact. `jobs`: the
+ * sweep's Slurm jobs squeue lists as queued or running, by task key (their
+ * processes live on other machines, so pids say nothing of them).
  */
-export function sweepStatus(tasks: Task[], planCreated: string, events: RunEvent[]): SweepStatus {
+export function sweepStatus(tasks: Task[], planCreated: string, events: RunEvent[], jobs: Map<string, { job: string; state: string }> = new Map()): SweepStatus {
   const state = new Map<string, { state: TaskState; message?: string; pid?: number }>();
   for (const task of tasks) state.set(task.key, { state: task.cached ? 'done' : 'pending' });
   for (const event of events) {
@@ -54,6 +56,10 @@ export function sweepStatus(tasks: Task[], planCreated: string, events: RunEvent
   }
   // A task whose process is gone was interrupted: it is pending again.
   for (const [key, value] of state) if (value.state === 'running' && !(value.pid && isProcessAlive(value.pid))) state.set(key, { state: 'pending', message: 'interrupted' });
+  for (const [key, { job, state: jobState }] of jobs) {
+    const current = state.get(key);
+    if (current && current.state !== 'done') state.set(key, { state: jobState === 'RUNNING' ? 'running' : 'pending', message: `job ${job} ${jobState}` });
+  }
   const rows = tasks.map((task) => ({ key: task.key, stage: task.stage, label: task.label, ...state.get(task.key)! }));
   const stages = STAGES.map((stage) => {
     const of = rows.filter((r) => r.stage === stage);
