@@ -6,31 +6,21 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { UserError } from '../src/core/errors.ts';
 import { distinguishingParts, formatValue, labelVariants } from '../src/core/manifest/grid.ts';
-import { resolveManifest } from '../src/core/manifest/resolve.ts';
-import { ManifestSource } from '../src/core/manifest/source.ts';
 import { expandTasks, type Task } from '../src/core/plan/planner.ts';
 import { Registry } from '../src/core/plugins/registry.ts';
 import type { FileRecord } from '../src/core/plugins/types.ts';
 import { syntheticHfus } from '../src/plugins/datasets/synthetic-hfus.ts';
 import fixtures from './fixtures/plugins/points.ts';
+import { manifestProblems, resolveText } from './helpers.ts';
 
 const registry = new Registry();
 for (const plugin of fixtures) registry.register(plugin, 'fixture');
 registry.register(syntheticHfus, 'builtin');
 
-const resolve = (text: string) => resolveManifest(ManifestSource.parse('m.yaml', text), registry);
+const resolve = (text: string) => resolveText(registry, text);
 
-function problems(text: string): string[] {
-  try {
-    resolve(text);
-  } catch (error) {
-    assert.ok(error instanceof UserError, `expected a UserError, got ${error}`);
-    return error.details;
-  }
-  assert.fail('expected the manifest to be rejected');
-}
+const problems = (text: string): string[] => manifestProblems(registry, text);
 
 const manifest = (dataset: string, extra = '') => `name: demo
 dataset:

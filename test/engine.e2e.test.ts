@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
 import { seededRandom } from '../src/core/random.ts';
 import { RESULT_TABLES } from '../src/core/report/aggregate.ts';
 import { EventLog, type RunEvent } from '../src/core/store/events.ts';
-import { cli, cliAsync, fixtureManifest, makePointsDataset, tempDir } from './helpers.ts';
+import { cli, cliAsync, fileSnapshot, fixtureManifest, makePointsDataset, tempDir } from './helpers.ts';
 
 /** A project folder with a points dataset and a manifest. */
 function project(manifest = fixtureManifest(), data = {}): string {
@@ -24,25 +24,11 @@ function publishCounts(list: RunEvent[]): Map<string, number> {
   return counts;
 }
 
-/** Every file under a folder, relative path → contents; meta.json (timings, host) left out. */
-function snapshot(root: string): Map<string, string> {
-  const files = new Map<string, string>();
-  const walk = (dir: string) => {
-    for (const name of readdirSync(dir).sort()) {
-      const full = path.join(dir, name);
-      if (statSync(full).isDirectory()) walk(full);
-      else if (name !== 'meta.json') files.set(path.relative(root, full), readFileSync(full, 'latin1'));
-    }
-  };
-  walk(root);
-  return files;
-}
-
 function cacheSnapshot(dir: string): Map<string, string> {
   const cache = path.join(dir, 'runs', 'cache');
   const files = new Map<string, string>();
   for (const stage of readdirSync(cache).filter((n) => !n.startsWith('.'))) {
-    for (const [file, text] of snapshot(path.join(cache, stage))) files.set(`${stage}/${file}`, text);
+    for (const [file, text] of fileSnapshot(path.join(cache, stage))) files.set(`${stage}/${file}`, text);
   }
   return files;
 }
@@ -128,7 +114,7 @@ describe('sweep execution', () => {
     const final = cli(['run', 'sweep.yaml'], dir);
     assert.equal(final.code, 0, final.stderr + final.stdout);
 
-    assert.deepEqual(snapshot(path.join(dir, 'runs/demo/results')), snapshot(path.join(reference, 'runs/demo/results')));
+    assert.deepEqual(fileSnapshot(path.join(dir, 'runs/demo/results')), fileSnapshot(path.join(reference, 'runs/demo/results')));
     const [got, want] = [cacheSnapshot(dir), cacheSnapshot(reference)];
     assert.deepEqual([...got.keys()], [...want.keys()]);
     for (const [file, text] of want) assert.equal(got.get(file), text, `${file} differs`);

@@ -1,9 +1,13 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { UserError } from '../src/core/errors.ts';
+import { resolveManifest, type ResolvedManifest } from '../src/core/manifest/resolve.ts';
+import { ManifestSource } from '../src/core/manifest/source.ts';
+import type { Registry } from '../src/core/plugins/registry.ts';
 import { seededRandom } from '../src/core/random.ts';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -85,4 +89,34 @@ export function mistake(result: CliResult, pattern: RegExp): void {
   assert.match(lines[0], /^salgrid: /);
   assert.doesNotMatch(lines[0], /internal error|\s+at\s+\S+\s+\(/);
   assert.match(lines[0], pattern);
+}
+
+/** Every file under a folder, relative path → contents; meta.json (timings, host, pid) left out. */
+export function fileSnapshot(root: string): Map<string, string> {
+  const files = new Map<string, string>();
+  const walk = (dir: string) => {
+    for (const name of readdirSync(dir).sort()) {
+      const full = path.join(dir, name);
+      if (statSync(full).isDirectory()) walk(full);
+      else if (name !== 'meta.json') files.set(path.relative(root, full), readFileSync(full, 'latin1'));
+    }
+  };
+  walk(root);
+  return files;
+}
+
+/** Resolves manifest text (as file m.yaml) against a registry. */
+export function resolveText(registry: Registry, text: string): ResolvedManifest {
+  return resolveManifest(ManifestSource.parse('m.yaml', text), registry);
+}
+
+/** The problems resolving manifest text reports; fails when it resolves. */
+export function manifestProblems(registry: Registry, text: string): string[] {
+  try {
+    resolveText(registry, text);
+  } catch (error) {
+    assert.ok(error instanceof UserError, `expected a UserError, got ${error}`);
+    return error.details;
+  }
+  assert.fail('expected the manifest to be rejected');
 }

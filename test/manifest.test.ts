@@ -5,23 +5,14 @@ import { resolveManifest } from '../src/core/manifest/resolve.ts';
 import { ManifestSource } from '../src/core/manifest/source.ts';
 import { Registry } from '../src/core/plugins/registry.ts';
 import fixtures from './fixtures/plugins/points.ts';
+import { manifestProblems, resolveText } from './helpers.ts';
 
 const registry = new Registry();
 for (const plugin of fixtures) registry.register(plugin, 'fixture');
 
-function resolve(text: string) {
-  return resolveManifest(ManifestSource.parse('m.yaml', text), registry);
-}
+const resolve = (text: string) => resolveText(registry, text);
 
-function problems(text: string): string[] {
-  try {
-    resolve(text);
-  } catch (error) {
-    assert.ok(error instanceof UserError, `expected a UserError, got ${error}`);
-    return error.details;
-  }
-  assert.fail('expected the manifest to be rejected');
-}
+const problems = (text: string): string[] => manifestProblems(registry, text);
 
 const base = `name: demo
 dataset:

@@ -13,12 +13,12 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { before, describe, it } from 'node:test';
 import { EventLog, type RunEvent } from '../src/core/store/events.ts';
-import { BIN, cli, cliAsync, fixtureManifest, makePointsDataset, mistake, ok, tempDir } from './helpers.ts';
+import { BIN, cli, cliAsync, fileSnapshot, fixtureManifest, makePointsDataset, mistake, ok, tempDir } from './helpers.ts';
 
 const required = process.env.SALGRID_REQUIRE_SLURM === '1';
 const hasSbatch = spawnSync('sbatch', ['--version']).status === 0;
@@ -58,26 +58,12 @@ function project(text = manifest()): string {
 const events = (dir: string): RunEvent[] => EventLog.read(path.join(dir, 'runs', 'demo', 'events.jsonl'));
 const submissions = (dir: string) => events(dir).filter((e) => e.type === 'slurm-submit');
 
-/** Every file under a folder, relative path → contents; meta.json (timings, host, pid) left out. */
-function snapshot(root: string): Map<string, string> {
-  const files = new Map<string, string>();
-  const walk = (dir: string) => {
-    for (const name of readdirSync(dir).sort()) {
-      const full = path.join(dir, name);
-      if (statSync(full).isDirectory()) walk(full);
-      else if (name !== 'meta.json') files.set(path.relative(root, full), readFileSync(full, 'latin1'));
-    }
-  };
-  walk(root);
-  return files;
-}
-
 /** The results and every cached artifact, which must not depend on where the tasks ran. */
 function outputs(dir: string): Map<string, string> {
   const files = new Map<string, string>();
-  for (const [file, text] of snapshot(path.join(dir, 'runs', 'demo', 'results'))) files.set(`results/${file}`, text);
+  for (const [file, text] of fileSnapshot(path.join(dir, 'runs', 'demo', 'results'))) files.set(`results/${file}`, text);
   const cache = path.join(dir, 'runs', 'cache');
-  for (const stage of readdirSync(cache).filter((n) => !n.startsWith('.'))) for (const [file, text] of snapshot(path.join(cache, stage))) files.set(`cache/${stage}/${file}`, text);
+  for (const stage of readdirSync(cache).filter((n) => !n.startsWith('.'))) for (const [file, text] of fileSnapshot(path.join(cache, stage))) files.set(`cache/${stage}/${file}`, text);
   return files;
 }
 
