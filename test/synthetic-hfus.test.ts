@@ -6,6 +6,8 @@ import { before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import { synthParams } from '../src/cli/synth.ts';
 import { isUserError } from '../src/core/errors.ts';
+import { HFUS_CLASSES, MARKER_SIZE } from '../src/plugins/datasets/hfus-phantom.ts';
+import { phantomFor, SYNTHETIC_HFUS_DEFAULTS, type SyntheticHfusParams } from '../src/plugins/datasets/synthetic-hfus.ts';
 import { cli, cliAsync, FIXTURE_PLUGINS, tempDir, type CliResult } from './helpers.ts';
 
 const CLASSES = ['AD', 'CG', 'PS', 'ST'];
@@ -112,11 +114,16 @@ describe('salgrid synth', () => {
     for (const cls of CLASSES) assert.ok(mean[cls][128] > mean[cls][64] && mean[cls][64] > mean[cls][32], `${cls} bands ${mean[cls][128]}, ${mean[cls][64]}, ${mean[cls][32]}`);
   });
 
-  it('puts the shortcut marker only on images of the listed classes, only in the gel above the skin', async () => {
+  it('puts the shortcut marker only on images of the listed classes, only in the gel above the skin, inside the box it lists', async () => {
     const plain = path.join(root, 'first');
     const marked = path.join(root, 'shortcut');
-    const { markers } = JSON.parse(readFileSync(path.join(marked, 'shortcut-markers.json'), 'utf8')) as { markers: { id: string }[] };
+    const { params, markers } = JSON.parse(readFileSync(path.join(marked, 'shortcut-markers.json'), 'utf8')) as { params: SyntheticHfusParams; markers: { id: string; x: number; y: number; width: number; height: number }[] };
+    assert.equal(params.shortcut.size, MARKER_SIZE, 'the default size is filled in');
     const listed = new Set(markers.map((m) => m.id));
+    const boxes = new Map(markers.map((m) => [m.id, m]));
+    // At 128 px a label of 0.8 × 128 px: 13 characters 6 px wide 8 px apart (102 px), 10 px tall, cut off only where the skin comes within 12 px of the top.
+    for (const m of markers) assert.ok(m.width <= 102 && m.height <= 10 && m.y === 2, `${m.id}: box ${JSON.stringify(m)}`);
+    assert.ok(markers.filter((m) => m.width === 102 && m.height === 10).length >= markers.length / 2, 'most labels are whole');
     for (const cls of ['AD', 'PS']) assert.ok([...listed].filter((id) => id.startsWith(`${cls}/`)).length >= 10, `${cls} carries markers`);
     assert.deepEqual([...listed].filter((id) => !/^(AD|PS)\//.test(id)), []);
     assert.match(runs.shortcut.stdout, new RegExp(`${listed.size} image\\(s\\) carry the marker`));
@@ -130,6 +137,13 @@ describe('salgrid synth', () => {
       const changed: number[] = [];
       before.forEach((v, i) => v !== after[i] && changed.push(i));
       assert.equal(changed.length > 0, listed.has(id), `${id}: changed ${changed.length} pixels, listed ${listed.has(id)}`);
+      if (changed.length > 0) {
+        // The listed box is the bounding box of the marker's pixels.
+        const xs = changed.map((i) => i % 128);
+        const ys = changed.map((i) => Math.floor(i / 128));
+        const [x, y] = [Math.min(...xs), Math.min(...ys)];
+        assert.deepEqual(boxes.get(id), { id, x, y, width: Math.max(...xs) - x + 1, height: Math.max(...ys) - y + 1 });
+      }
       for (const i of changed) {
         const x = i % 128;
         const y = Math.floor(i / 128);
@@ -150,9 +164,13 @@ describe('salgrid synth', () => {
       [{ noise: '2' }, /^--noise must be <= 1, got 2\.$/],
       [{ shortcutClasses: 'AD' }, /^--shortcut-probability and --shortcut-classes go together/],
       [{ shortcutProbability: '1', shortcutClasses: 'AD,XX' }, /^--shortcut-classes must be one of "AD", "CG", "PS", "ST", got "XX"\.$/],
+      [{ shortcutSize: '0.5' }, /^--shortcut-size sizes the marker that --shortcut-probability and --shortcut-classes add; give them too\.$/],
+      [{ shortcutProbability: '1', shortcutClasses: 'AD', shortcutSize: '0' }, /^--shortcut-size must be > 0, got 0\.$/],
+      [{ shortcutProbability: '1', shortcutClasses: 'AD', shortcutSize: '1.5' }, /^--shortcut-size must be <= 1, got 1\.5\.$/],
     ];
     for (const [options, message] of cases) assert.throws(() => synthParams(options), (error: Error) => isUserError(error) && message.test(error.message), JSON.stringify(options));
-    assert.deepEqual(synthParams({ size: '16x24', shortcutProbability: '0.5', shortcutClasses: 'PS' }), { size: [16, 24], seed: 1, perClass: 50, noise: 0.8, shortcut: { probability: 0.5, classes: ['PS'] } });
+    assert.deepEqual(synthParams({ size: '16x24', shortcutProbability: '0.5', shortcutClasses: 'PS' }), { size: [16, 24], seed: 1, perClass: 50, noise: 0.8, shortcut: { probability: 0.5, classes: ['PS'], size: 0.8 } });
+    assert.deepEqual(synthParams({ shortcutProbability: '1', shortcutClasses: 'ST', shortcutSize: '0.25' }).shortcut, { probability: 1, classes: ['ST'], size: 0.25 });
 
     const dir = tempDir('salgrid-synth-bad-');
     const bad = cli(['synth', 'out', '--per-class', '0'], dir);
@@ -168,6 +186,52 @@ describe('salgrid synth', () => {
     assert.match(again.stderr, /already holds images, layer-maps, shortcut-markers.json; pass --force to replace them/);
     assert.equal(cli(['synth', 'out', '--per-class', '1', '--size', '16x24', '--force'], dir).code, 0);
     assert.deepEqual(readdirSync(path.join(dir, 'out', 'layer-maps')), ['AD-001.png', 'CG-001.png', 'PS-001.png', 'ST-001.png']);
+  });
+});
+
+describe('the shortcut marker', () => {
+  const pixelsOf = (size: SyntheticHfusParams['size']) => (Array.isArray(size) ? size : [size, size]);
+
+  it('stays wholly in the gel, inside its box, on every image shape; the image is otherwise the same and the map untouched', () => {
+    for (const size of [16, [16, 24], [24, 16], [16, 300], [300, 16], 40, 64, [96, 160]] as SyntheticHfusParams['size'][]) {
+      const [H, W] = pixelsOf(size);
+      for (const share of [0.01, 0.5, 1]) {
+        for (const cls of HFUS_CLASSES) {
+          for (let index = 0; index < 6; index++) {
+            const params = { ...SYNTHETIC_HFUS_DEFAULTS, size, shortcut: { probability: 1, classes: [cls], size: share } };
+            const plain = phantomFor({ ...params, shortcut: { ...params.shortcut, probability: 0 } }, cls, index);
+            const marked = phantomFor(params, cls, index);
+            const where = `${JSON.stringify(size)} size ${share} ${cls} ${index}`;
+            assert.deepEqual(marked.layerMap, plain.layerMap, where);
+            assert.ok(marked.marker, `${where}: some of the label survives`);
+            const { x, y, width, height } = marked.marker;
+            let changed = 0;
+            for (let i = 0; i < H * W; i++) {
+              if (marked.image[i] === plain.image[i]) continue;
+              changed++;
+              const [px, py] = [i % W, Math.floor(i / W)];
+              assert.ok(px >= x && px < x + width && py >= y && py < y + height, `${where}: pixel (${px}, ${py}) outside ${JSON.stringify(marked.marker)}`);
+              let skinTop = 0;
+              while (skinTop < H && plain.layerMap[skinTop * W + px] === 0) skinTop++;
+              assert.ok(py < skinTop, `${where}: pixel (${px}, ${py}) not above the skin (row ${skinTop})`);
+            }
+            assert.ok(changed > 0, where);
+          }
+        }
+      }
+    }
+  });
+
+  it('is as long as size says: a share of the image width, whole characters, at least one', () => {
+    const lengths = (size: SyntheticHfusParams['size'], share: number) =>
+      Array.from({ length: 8 }, (_, index) => phantomFor({ ...SYNTHETIC_HFUS_DEFAULTS, size, shortcut: { probability: 1, classes: ['CG'], size: share } }, 'CG', index).marker!.width);
+    // 64 px: characters 3 px wide, 4 px apart; the longest label is the one most images show whole.
+    assert.equal(Math.max(...lengths(64, 0.8)), 51);
+    assert.equal(Math.max(...lengths(64, 0.25)), 15);
+    assert.equal(Math.max(...lengths(64, 0.01)), 3);
+    assert.equal(Math.max(...lengths(64, 1)), 63);
+    // 128 × 256: characters scale with the shorter side (6 px, 8 px apart), the length with the width.
+    assert.equal(Math.max(...lengths([128, 256], 0.5)), 126);
   });
 });
 

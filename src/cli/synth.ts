@@ -16,6 +16,7 @@ interface SynthOptions {
   noise?: string;
   shortcutProbability?: string;
   shortcutClasses?: string;
+  shortcutSize?: string;
   force?: boolean;
 }
 
@@ -27,6 +28,7 @@ const OPTION_OF: Record<string, string> = {
   '/noise': '--noise',
   '/shortcut/probability': '--shortcut-probability',
   '/shortcut/classes': '--shortcut-classes',
+  '/shortcut/size': '--shortcut-size',
 };
 
 const GENERATED = ['images', 'layer-maps', 'shortcut-markers.json'];
@@ -51,6 +53,9 @@ export function synthParams(options: SynthOptions): SyntheticHfusParams {
   if ((options.shortcutProbability === undefined) !== (options.shortcutClasses === undefined)) {
     throw new UserError('--shortcut-probability and --shortcut-classes go together; give both, e.g. --shortcut-probability 0.8 --shortcut-classes AD,PS.');
   }
+  if (options.shortcutSize !== undefined && options.shortcutProbability === undefined) {
+    throw new UserError('--shortcut-size sizes the marker that --shortcut-probability and --shortcut-classes add; give them too.');
+  }
   const params: Record<string, unknown> = {};
   if (options.perClass !== undefined) params.perClass = number(options.perClass, '--per-class');
   if (options.size !== undefined) params.size = parseSize(options.size);
@@ -60,6 +65,7 @@ export function synthParams(options: SynthOptions): SyntheticHfusParams {
     params.shortcut = {
       probability: number(options.shortcutProbability, '--shortcut-probability'),
       classes: options.shortcutClasses!.split(',').map((c) => c.trim()).filter(Boolean),
+      ...(options.shortcutSize === undefined ? {} : { size: number(options.shortcutSize, '--shortcut-size') }),
     };
   }
   const validate = createAjv().compile(syntheticHfus.params);
@@ -107,8 +113,9 @@ export function registerSynth(program: Command): void {
     .option('--size <n>', 'image size: N for N×N, or HEIGHTxWIDTH (default 128)')
     .option('--seed <n>', 'generator seed: the same options give byte-identical files (default 1)')
     .option('--noise <x>', 'speckle strength from 0 (none) to 1 (fully developed) (default 0.8)')
-    .option('--shortcut-probability <p>', 'chance that an image of a --shortcut-classes class carries a bright marker in the gel')
+    .option('--shortcut-probability <p>', 'chance that an image of a --shortcut-classes class carries a bright marker (a line of text) in the gel')
     .option('--shortcut-classes <list>', 'comma-separated classes that can carry the marker, e.g. AD,PS')
+    .option('--shortcut-size <share>', 'length of the marker as a share of the image width (default 0.8)')
     .option('--force', 'replace images/, layer-maps/ and shortcut-markers.json left in <dir> by an earlier synth')
     .action(async (dirArgument: string, options: SynthOptions) => {
       const params = synthParams(options);

@@ -23,13 +23,16 @@ export interface PhantomSpec {
   noise: number;
   /** Draw the shortcut marker in the gel. */
   marker: boolean;
+  /** Length of the marker's label as a share of the image width (default `MARKER_SIZE`). */
+  markerSize?: number;
 }
 
-/** Where the marker went: a "+" of side `size` with its top-left corner at (x, y). */
+/** Where the marker went: the bounding box of its pixels, top-left corner (x, y), in pixels. */
 export interface MarkerBox {
   x: number;
   y: number;
-  size: number;
+  width: number;
+  height: number;
 }
 
 export interface Phantom {
@@ -208,24 +211,63 @@ function render(cls: HfusClass, random: Random, H: number, W: number, noise: num
   return image;
 }
 
-/** A "+" like a caliper mark burnt into the image, placed in the gel only (never on skin: layer map 0 above the surface). */
-function drawMarker(random: Random, image: Float64Array, H: number, W: number, surface: Float64Array): MarkerBox {
-  const size = Math.max(3, Math.round(0.04 * Math.min(H, W)) | 1);
-  const x0 = Math.floor(uniform(random, 1, W - size - 1));
-  let shallowest = H;
-  for (let x = x0; x < x0 + size; x++) shallowest = Math.min(shallowest, surface[x]);
-  const room = Math.floor(shallowest) - 2 - size;
-  const y0 = Math.max(0, Math.floor(uniform(random, 1, Math.max(1, room))));
-  const middle = (size - 1) / 2;
-  for (let dy = 0; dy < size; dy++) {
-    for (let dx = 0; dx < size; dx++) {
-      const x = x0 + dx;
-      const y = y0 + dy;
-      // Wholly above the surface, so the pixel stays in the gel even in tiny images.
-      if ((dx === middle || dy === middle) && y + 1 <= surface[x]) image[y * W + x] = 0.97;
+/**
+ * Default length of the shortcut marker, as a share of the image width: a
+ * line of about a dozen characters across the top of the image.
+ */
+export const MARKER_SIZE = 0.8;
+
+/** 3×5 bitmap glyphs of the marker's label, row by row. */
+const FONT: Record<string, string> = {
+  ' ': '000000000000000',
+  '0': '111101101101111',
+  '2': '111001111100111',
+  '6': '111100111101111',
+  '8': '111101111101111',
+  D: '110101101101110',
+  G: '111100101101111',
+  H: '101101111101101',
+  M: '101111111101101',
+  Z: '111001010100111',
+};
+/** What the label reads, repeated or cut to its length: a scanner's frequency, depth and gain readout. */
+const LABEL = '22MHZ D8MM G60 ';
+
+/**
+ * The shortcut marker: a line of text burnt into the top of the image, as a
+ * scanner prints its settings over the picture, `size` × the image width
+ * long; characters 5/64 of the shorter side tall (5 px at 64 px, 10 px at
+ * 128 px), one pixel (per 64) below the top edge. It lies in the gel: every
+ * pixel it sets is wholly above the skin surface (layer map 0), so where the
+ * skin comes closer to the top than the label's foot the label is cut off
+ * there; the box returned bounds the pixels actually set, and is null when
+ * none are (a tiny image whose gel is thinner than the margin).
+ */
+function drawMarker(random: Random, image: Float64Array, H: number, W: number, surface: Float64Array, size: number): MarkerBox | null {
+  const scale = Math.max(1, Math.round(Math.min(H, W) / 64));
+  const pitch = 4 * scale;
+  const glyphs = Math.max(1, Math.min(Math.floor((size * W + scale) / pitch), Math.floor((W + scale) / pitch)));
+  const length = glyphs * pitch - scale;
+  const x0 = Math.min(W - length, Math.floor(uniform(random, 0, W - length + 1)));
+  const y0 = Math.floor(H / 64);
+  let [left, top, right, bottom] = [W, H, -1, -1];
+  for (let g = 0; g < glyphs; g++) {
+    const glyph = FONT[LABEL[g % LABEL.length]];
+    for (let i = 0; i < 15; i++) {
+      if (glyph[i] !== '1') continue;
+      for (let dy = 0; dy < scale; dy++) {
+        for (let dx = 0; dx < scale; dx++) {
+          const x = x0 + g * pitch + (i % 3) * scale + dx;
+          const y = y0 + Math.floor(i / 3) * scale + dy;
+          // Wholly above the surface, so the pixel stays in the gel even in tiny images.
+          if (y >= H || y + 1 > surface[x]) continue;
+          image[y * W + x] = 0.97;
+          [left, top, right, bottom] = [Math.min(left, x), Math.min(top, y), Math.max(right, x), Math.max(bottom, y)];
+        }
+      }
     }
   }
-  return { x: x0, y: y0, size };
+  return right < 0 ? null : { x: left, y: top, width: right - left + 1, height: bottom - top + 1 };
 }
 
 export function renderPhantom(spec: PhantomSpec, random: Random): Phantom {
@@ -234,7 +276,7 @@ export function renderPhantom(spec: PhantomSpec, random: Random): Phantom {
   const lesion = cls === 'ST' ? drawLesion(random, H, W, bounds) : null;
   const echo = render(cls, random, H, W, noise, bounds, lesion);
   // Drawn last, from the same stream, so an image with the marker is otherwise the very same image.
-  const marker = spec.marker ? drawMarker(random, echo, H, W, bounds.surface) : null;
+  const marker = spec.marker ? drawMarker(random, echo, H, W, bounds.surface, spec.markerSize ?? MARKER_SIZE) : null;
   const image = new Uint8Array(H * W);
   for (let i = 0; i < image.length; i++) image[i] = Math.round(255 * clamp01(echo[i]));
   return { image, layerMap: layerMap(cls, H, W, bounds, lesion), marker };

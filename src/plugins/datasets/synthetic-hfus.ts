@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { DatasetIndex, DatasetItem, DatasetPlugin } from '../../core/plugins/types.ts';
 import { encodePng } from '../../core/tensor/image-io.ts';
 import { seededRandom } from '../../core/random.ts';
-import { HFUS_CLASSES, renderPhantom, type HfusClass, type Phantom } from './hfus-phantom.ts';
+import { HFUS_CLASSES, MARKER_SIZE, renderPhantom, type HfusClass, type MarkerBox, type Phantom } from './hfus-phantom.ts';
 import { mixSeed } from './phantom-noise.ts';
 
 export interface SyntheticHfusParams {
@@ -16,10 +16,11 @@ export interface SyntheticHfusParams {
   size: number | [number, number];
   seed: number;
   noise: number;
-  shortcut: { probability: number; classes: HfusClass[] };
+  /** `size`: the marker's length as a share of the image width. */
+  shortcut: { probability: number; classes: HfusClass[]; size: number };
 }
 
-export const SYNTHETIC_HFUS_DEFAULTS: SyntheticHfusParams = { perClass: 50, size: 128, seed: 1, noise: 0.8, shortcut: { probability: 0, classes: [] } };
+export const SYNTHETIC_HFUS_DEFAULTS: SyntheticHfusParams = { perClass: 50, size: 128, seed: 1, noise: 0.8, shortcut: { probability: 0, classes: [], size: MARKER_SIZE } };
 
 /** Salt of the stream that decides which images carry the shortcut, apart from the images' own streams. */
 const SHORTCUT_STREAM = 0x5c;
@@ -43,7 +44,7 @@ export function phantomFor(params: SyntheticHfusParams, cls: HfusClass, index: n
   const label = HFUS_CLASSES.indexOf(cls);
   const { height, width } = imageShape(params.size);
   const marked = params.shortcut.classes.includes(cls) && seededRandom(mixSeed(params.seed, label, index, SHORTCUT_STREAM))() < params.shortcut.probability;
-  return renderPhantom({ cls, height, width, noise: params.noise, marker: marked }, seededRandom(mixSeed(params.seed, label, index)));
+  return renderPhantom({ cls, height, width, noise: params.noise, marker: marked, markerSize: params.shortcut.size ?? MARKER_SIZE }, seededRandom(mixSeed(params.seed, label, index)));
 }
 
 /** 8-bit grayscale PNG; `encodePng` pins its encoder settings, so the bytes depend on the pixels alone. */
@@ -58,7 +59,8 @@ const classNames = HFUS_CLASSES.map((c) => `"${c}"`).join(', ');
 export const syntheticHfus: DatasetPlugin<SyntheticHfusParams> = {
   kind: 'dataset',
   id: 'synthetic-hfus',
-  version: '1',
+  // 2: the shortcut marker is a line of text `shortcut.size` × the width long, not a 3-pixel "+".
+  version: '2',
   description: 'Synthetic HFUS skin phantoms (AD, CG, PS, ST) with graded layer maps and an optional shortcut marker.',
   params: {
     type: 'object',
@@ -79,11 +81,18 @@ export const syntheticHfus: DatasetPlugin<SyntheticHfusParams> = {
       shortcut: {
         type: 'object',
         additionalProperties: false,
-        default: { probability: 0, classes: [] },
-        description: 'A bright "+" marker burnt into the gel (outside every layer-map band) of images of the listed classes, so models can be right for the wrong reason.',
+        default: { probability: 0, classes: [], size: MARKER_SIZE },
+        description: 'A bright line of text burnt into the top of images of the listed classes, as a scanner prints its settings, lying in the gel outside every layer-map band (cut off where the skin comes closer to the top), so models can be right for the wrong reason. shortcut-markers.json lists the marked images and the box of each marker.',
         properties: {
           probability: { type: 'number', minimum: 0, maximum: 1, default: 0, description: 'Chance that an image of a listed class carries the marker.' },
           classes: { type: 'array', items: { enum: [...HFUS_CLASSES] }, uniqueItems: true, default: [], description: `Classes that can carry the marker (${classNames}); other classes never do.` },
+          size: {
+            type: 'number',
+            exclusiveMinimum: 0,
+            maximum: 1,
+            default: MARKER_SIZE,
+            description: 'Length of the marker as a share of the image width (0.8: about a dozen characters; one character at the least); its characters are 5/64 of the shorter side tall.',
+          },
         },
       },
     },
@@ -96,7 +105,7 @@ export const syntheticHfus: DatasetPlugin<SyntheticHfusParams> = {
     const { height, width } = imageShape(params.size);
     const jobs = HFUS_CLASSES.flatMap((cls, label) => Array.from({ length: params.perClass }, (_, index) => ({ cls, label, index })));
     const items: DatasetItem[] = [];
-    const markers: { id: string; x: number; y: number; size: number }[] = [];
+    const markers: ({ id: string } & MarkerBox)[] = [];
     for (let start = 0; start < jobs.length; start += BATCH) {
       if (ctx.signal.aborted) throw ctx.signal.reason;
       const batch = jobs.slice(start, start + BATCH);
