@@ -84,7 +84,7 @@ describe('experiments/shortcut.yaml', () => {
       indexes.map((t) => [t.cell.dataset, { probability: t.params.params?.shortcut?.probability, classes: t.params.params?.shortcut?.classes }]),
       [
         ['clean', { probability: 0, classes: [] }],
-        ['shortcut', { probability: 1, classes: ['CG'] }],
+        ['shortcut', { probability: 1, classes: ['ST'] }],
       ],
     );
     for (const dataset of ['clean', 'shortcut']) assert.equal(plan.tasks.filter((t) => t.stage === 'train' && t.cell.dataset === dataset).length, 3, dataset);
