@@ -11,12 +11,13 @@ import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { UserError } from '../core/errors.ts';
+import { shownPath } from '../core/shown-path.ts';
 import type { JsonSchema, LoadedModel, Params } from '../core/plugins/types.ts';
 import type { RawImage } from '../core/tensor/image-io.ts';
 import type { TensorExplainer } from '../core/tensor/tensor-explainer.ts';
 import { addArchParamOptions, checkParams, cliRegistry, parseParamPairs, parseParamValue } from './arch-params.ts';
 import { parseBackend } from './context.ts';
-import { checkInputShape, explainableModel, forEachInputBatch, inputCount, inputLabel, loadModel, locateModel, parseBatchSize, readInputs, shown, type Inputs, type ModelOptions } from './model-inputs.ts';
+import { checkInputShape, explainableModel, forEachInputBatch, inputCount, inputLabel, loadModel, locateModel, parseBatchSize, readInputs, type Inputs, type ModelOptions } from './model-inputs.ts';
 import { print } from './output.ts';
 
 interface ExplainOptions extends ModelOptions {
@@ -177,7 +178,7 @@ async function explain(options: ExplainOptions): Promise<void> {
           const picture = inputs.kind === 'npy' ? grayInput(inputs, index) : await readImage(inputs.files[index]);
           await writeJetOverlay(`${stem}.png`, map, w, h, picture);
           await writeNpy(`${stem}.npy`, { dtype: 'float32', shape: [h, w], data: map });
-          print(`${inputLabel(inputs, index)}: target ${described} → ${shown(stem)}.npy, .png`);
+          print(`${inputLabel(inputs, index)}: target ${described} → ${shownPath(stem)}.npy, .png`);
         } else {
           maps.push(map);
           print(`${inputLabel(inputs, index)}: target ${described}`);
@@ -190,9 +191,9 @@ async function explain(options: ExplainOptions): Promise<void> {
       const data = new Float32Array(count * h * w);
       maps.forEach((map, i) => data.set(map, i * h * w));
       await writeNpy(output.file, { dtype: 'float32', shape: [count, h, w], data });
-      print(`wrote ${shown(output.file)}: ${what} maps [${count}, ${h}, ${w}] (float32, in the order above)`);
+      print(`wrote ${shownPath(output.file)}: ${what} maps [${count}, ${h}, ${w}] (float32, in the order above)`);
     } else {
-      print(`wrote ${count} maps (${what}, float32 [${h}, ${w}] .npy and JET overlay .png each) to ${shown(output.dir)}`);
+      print(`wrote ${count} maps (${what}, float32 [${h}, ${w}] .npy and JET overlay .png each) to ${shownPath(output.dir)}`);
     }
   } finally {
     model.model.dispose();

@@ -12,6 +12,7 @@ import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import type * as TF from '@tensorflow/tfjs';
 import { MissingInputError, UserError } from '../core/errors.ts';
+import { shownPath } from '../core/shown-path.ts';
 import type { LoadedModel, Params } from '../core/plugins/types.ts';
 import type { NpyArray } from '../core/tensor/npy.ts';
 import type { Normalisation, Preprocessing } from '../core/tensor/preprocess.ts';
@@ -100,15 +101,9 @@ export function inputCount(inputs: Inputs): number {
   return inputs.kind === 'npy' ? inputs.array.shape[0] : inputs.files.length;
 }
 
-/** A path as the user would like to read it: relative to the working folder when it lies inside, else absolute. */
-export function shown(file: string): string {
-  const relative = path.relative(process.cwd(), file);
-  return relative === '' || relative.startsWith('..') || path.isAbsolute(relative) ? file : relative;
-}
-
 /** How input `i` is named in printed tables: `inputs.npy[2]` or the image's path. */
 export function inputLabel(inputs: Inputs, i: number): string {
-  return inputs.kind === 'npy' ? `${path.basename(inputs.file)}[${i}]` : shown(inputs.files[i]);
+  return inputs.kind === 'npy' ? `${path.basename(inputs.file)}[${i}]` : shownPath(inputs.files[i]);
 }
 
 /** The model's [height, width], or undefined where its input size is not fixed. */

@@ -10,9 +10,10 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import type * as TF from '@tensorflow/tfjs';
 import { UserError } from '../core/errors.ts';
+import { shownPath } from '../core/shown-path.ts';
 import { addArchParamOptions } from './arch-params.ts';
 import { parseBackend } from './context.ts';
-import { DEFAULT_BATCH, checkInputShape, forEachInputBatch, inputCount, inputLabel, loadModel, locateModel, parseBatchSize, readInputs, shown, type ModelOptions } from './model-inputs.ts';
+import { DEFAULT_BATCH, checkInputShape, forEachInputBatch, inputCount, inputLabel, loadModel, locateModel, parseBatchSize, readInputs, type ModelOptions } from './model-inputs.ts';
 import { print, textTable } from './output.ts';
 
 interface PredictOptions extends ModelOptions {
@@ -72,7 +73,7 @@ async function predict(options: PredictOptions): Promise<void> {
       });
       print(textTable(['row', 'input', 'predicted', 'probability'], table, false));
     }
-    print(`wrote ${shown(out)}: ${options.logits ? 'logits' : 'probabilities'} [${count}, ${classes}] (float32; rows in the order above, columns ${names.length <= 8 ? names.join(', ') : `${names.slice(0, 4).join(', ')}, … ${names[names.length - 1]}`})`);
+    print(`wrote ${shownPath(out)}: ${options.logits ? 'logits' : 'probabilities'} [${count}, ${classes}] (float32; rows in the order above, columns ${names.length <= 8 ? names.join(', ') : `${names.slice(0, 4).join(', ')}, … ${names[names.length - 1]}`})`);
   } finally {
     loaded.model.dispose();
   }

@@ -22,6 +22,7 @@ import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { MissingInputError, UserError } from '../core/errors.ts';
+import { shownPath } from '../core/shown-path.ts';
 import type { MetricPlugin, Params, ScoreRow, ScoreValue } from '../core/plugins/types.ts';
 import type { Grid, MapMetricPlugin } from '../core/tensor/map-metric.ts';
 import type { MapArray, ModelMetric } from '../core/tensor/model-metric.ts';
@@ -302,8 +303,7 @@ async function score(options: ScoreOptions): Promise<void> {
     print(textTable(['measure', 'mean', 'n'], shownMeans, false));
     if (means.length > shownMeans.length) print(`… and ${means.length - shownMeans.length} more columns`);
   }
-  const relative = path.relative(process.cwd(), out);
-  print(`wrote ${relative && !relative.startsWith('..') ? relative : out}: ${rows.length} rows × ${columnsOf(rows).length - 1} measures of ${plugin.id}`);
+  print(`wrote ${shownPath(out)}: ${rows.length} rows × ${columnsOf(rows).length - 1} measures of ${plugin.id}`);
 }
 
 export function registerScore(program: Command): void {

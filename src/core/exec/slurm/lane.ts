@@ -1,8 +1,8 @@
 import { mkdirSync } from 'node:fs';
-import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import PQueue from 'p-queue';
 import { errorMessage, isUserError } from '../../errors.ts';
+import { shownPath } from '../../shown-path.ts';
 import type { Task } from '../../plan/planner.ts';
 import type { EventLog } from '../../store/events.ts';
 import type { Store } from '../../store/store.ts';
@@ -42,12 +42,6 @@ export interface SlurmLaneOptions {
   /** The run is over (releases the sweep's submitter lock). */
   onClose?(): void;
 }
-
-/** Shown relative to the working folder when under it, as users typed it. */
-const shown = (file: string) => {
-  const relative = path.relative(process.cwd(), file);
-  return relative && !relative.startsWith('..') && !path.isAbsolute(relative) ? relative : file;
-};
 
 /**
  * Runs tasks as Slurm jobs: `run` submits a task's job (or finds the one an
@@ -125,7 +119,7 @@ export class SlurmLane implements TaskLane {
     const tail = logTail(log);
     const said = salgridFailure(tail);
     const state = end.seenBy === 'nowhere' ? 'left the queue' : end.state;
-    const where = `log ${shown(log)}`;
+    const where = `log ${shownPath(log)}`;
     let message: string;
     let userError: boolean;
     if (end.state === 'COMPLETED') {
