@@ -12,10 +12,10 @@ import * as tf from '@tensorflow/tfjs';
 import builtins from '../src/plugins/index.ts';
 import type { ArchitecturePlugin, DatasetItem, FoldData, TrainingConfig } from '../src/core/plugins/types.ts';
 import { writeFileAtomic } from '../src/core/store/atomic.ts';
-import { encodePng } from '../src/core/tensor/image-io.ts';
+import { encodePng } from '../src/core/io/image-io.ts';
 import { withSeededMathRandom } from '../src/core/random.ts';
 import { isTfjsArchitecture, saveModelWithCard, transferWeights, type TfjsArchitecture } from '../src/core/tensor/tfjs-architecture.ts';
-import { readStateDict } from '../src/core/tensor/pytorch-state-dict.ts';
+import { readStateDict } from '../src/core/io/pytorch-state-dict.ts';
 import { withModernDenseNetKeys } from '../src/plugins/architectures/densenet-model.ts';
 import { ROOT, tempDir } from './helpers.ts';
 

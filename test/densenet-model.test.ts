@@ -4,7 +4,7 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { isUserError } from '../src/core/errors.ts';
-import { readStateDict, type StateDict, type TorchTensor } from '../src/core/tensor/pytorch-state-dict.ts';
+import { readStateDict, type StateDict, type TorchTensor } from '../src/core/io/pytorch-state-dict.ts';
 import {
   DENSENET_CAM_ACTIVATION_LAYER,
   DENSENET_CAM_GRADIENT_LAYER,

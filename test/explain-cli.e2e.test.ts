@@ -9,8 +9,8 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { before, describe, it } from 'node:test';
-import { readImage, writePng } from '../src/core/tensor/image-io.ts';
-import { readNpy, type NpyArray } from '../src/core/tensor/npy.ts';
+import { readImage, writePng } from '../src/core/io/image-io.ts';
+import { readNpy, type NpyArray } from '../src/core/io/npy.ts';
 import { ROOT, cliAsync, mistake, ok, tempDir, type CliResult } from './helpers.ts';
 
 const TINY = path.join(ROOT, 'test', 'fixtures', 'golden', 'tiny-cnn');

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { after, describe, it, type TestContext } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { isUserError } from '../src/core/errors.ts';
-import type { StateDict } from '../src/core/tensor/pytorch-state-dict.ts';
+import type { StateDict } from '../src/core/io/pytorch-state-dict.ts';
 import {
   GOOGLENET_TARGET_LAYER, buildGoogLeNet, ceilPoolSize, countTrainableParams, googLeNetConvLayers, googLeNetFromStateDict,
   importTorchGoogLeNet, layerForModule, tfjsName, torchName,

@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import sharp from 'sharp';
 import type { DatasetIndex } from '../src/core/plugins/types.ts';
 import type { SplitResult } from '../src/core/stages/split.ts';
-import { writePng } from '../src/core/tensor/image-io.ts';
+import { writePng } from '../src/core/io/image-io.ts';
 import { FIXTURE_PLUGINS, cliAsync, tempDir } from './helpers.ts';
 
 /** A manifest over a built-in folder dataset; the fixture model is never trained (`--only split`). */

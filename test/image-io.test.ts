@@ -4,8 +4,8 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import sharp from 'sharp';
 import { MissingInputError, isUserError } from '../src/core/errors.ts';
-import { decodeBmp } from '../src/core/tensor/bmp.ts';
-import { UnreadableImageError, readImage, readImageSize, writePng, type RawImage } from '../src/core/tensor/image-io.ts';
+import { decodeBmp } from '../src/core/io/bmp.ts';
+import { UnreadableImageError, readImage, readImageSize, writePng, type RawImage } from '../src/core/io/image-io.ts';
 import { tempDir } from './helpers.ts';
 
 // ------------------------------------------------------------ a tiny BMP encoder

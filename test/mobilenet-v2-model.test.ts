@@ -3,7 +3,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { isUserError } from '../src/core/errors.ts';
-import { readStateDict, type StateDict } from '../src/core/tensor/pytorch-state-dict.ts';
+import { readStateDict, type StateDict } from '../src/core/io/pytorch-state-dict.ts';
 import { countTrainableParams, permute } from '../src/core/tensor/torch-weights.ts';
 import { initWasmBackend } from '../src/core/tensor/wasm-setup.ts';
 import {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { readImage, type RawImage } from '../src/core/tensor/image-io.ts';
+import { readImage, type RawImage } from '../src/core/io/image-io.ts';
 import { grayPreview, jet, jetOverlay, resizeMap, writeGrayPreview, writeJetOverlay } from '../src/core/tensor/previews.ts';
 import { tempDir } from './helpers.ts';
 

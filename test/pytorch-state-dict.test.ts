@@ -4,7 +4,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { isUserError } from '../src/core/errors.ts';
-import { readStateDict, toFloat32, type StateDict, type TorchTensor } from '../src/core/tensor/pytorch-state-dict.ts';
+import { readStateDict, toFloat32, type StateDict, type TorchTensor } from '../src/core/io/pytorch-state-dict.ts';
 import { ROOT, tempDir } from './helpers.ts';
 
 const FIXTURES = path.join(ROOT, 'test', 'fixtures');

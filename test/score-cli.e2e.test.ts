@@ -8,8 +8,8 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { writePng } from '../src/core/tensor/image-io.ts';
-import { readNpy, writeNpy } from '../src/core/tensor/npy.ts';
+import { writePng } from '../src/core/io/image-io.ts';
+import { readNpy, writeNpy } from '../src/core/io/npy.ts';
 import { ROOT, cli, tempDir } from './helpers.ts';
 
 const TINY = path.join(ROOT, 'test', 'fixtures', 'golden', 'tiny-cnn');

@@ -4,7 +4,7 @@ import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { isUserError } from '../src/core/errors.ts';
-import { decodeNpy, encodeNpy, readNpy, writeNpy, type NpyArray } from '../src/core/tensor/npy.ts';
+import { decodeNpy, encodeNpy, readNpy, writeNpy, type NpyArray } from '../src/core/io/npy.ts';
 import { ROOT, tempDir } from './helpers.ts';
 
 const GOLDEN = path.join(ROOT, 'test', 'fixtures', 'golden');

@@ -4,7 +4,7 @@ import { before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { isUserError } from '../src/core/errors.ts';
 import { seededRandom } from '../src/core/random.ts';
-import { readNpy } from '../src/core/tensor/npy.ts';
+import { readNpy } from '../src/core/io/npy.ts';
 import {
   IMAGENET_NORMALISATION,
   augmentImages,

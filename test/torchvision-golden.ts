@@ -8,8 +8,8 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { readNpy } from '../src/core/tensor/npy.ts';
-import { readStateDict, type StateDict, type TorchTensor } from '../src/core/tensor/pytorch-state-dict.ts';
+import { readNpy } from '../src/core/io/npy.ts';
+import { readStateDict, type StateDict, type TorchTensor } from '../src/core/io/pytorch-state-dict.ts';
 import { initWasmBackend } from '../src/core/tensor/wasm-setup.ts';
 
 export async function useBackend(backend: 'cpu' | 'wasm'): Promise<void> {

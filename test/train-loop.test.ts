@@ -4,7 +4,7 @@ import path from 'node:path';
 import { before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { seededRandom } from '../src/core/random.ts';
-import { loadLayersModel } from '../src/core/tensor/model-io.ts';
+import { loadLayersModel } from '../src/core/io/model-io.ts';
 import { trainModel, stepLearningRate, type TrainLoopConfig, type TrainModelOptions } from '../src/core/tensor/train-loop.ts';
 import { tempDir } from './helpers.ts';
 

@@ -13,8 +13,8 @@ import { cliRegistry } from '../src/cli/arch-params.ts';
 import { imagenetStoreName } from '../src/cli/weights.ts';
 import type { Params } from '../src/core/plugins/types.ts';
 import type { TfjsArchitecture } from '../src/core/tensor/tfjs-architecture.ts';
-import { writePng } from '../src/core/tensor/image-io.ts';
-import { readNpy, writeNpy } from '../src/core/tensor/npy.ts';
+import { writePng } from '../src/core/io/image-io.ts';
+import { readNpy, writeNpy } from '../src/core/io/npy.ts';
 import { ROOT, cliAsync, mistake, ok, tempDir, type CliResult } from './helpers.ts';
 
 const GOLDEN = path.join(ROOT, 'test', 'fixtures', 'golden', 'torchvision');

@@ -13,7 +13,7 @@ import type { Command } from 'commander';
 import { UserError } from '../core/errors.ts';
 import { shownPath } from '../core/shown-path.ts';
 import type { JsonSchema, LoadedModel, Params } from '../core/plugins/types.ts';
-import type { RawImage } from '../core/tensor/image-io.ts';
+import type { RawImage } from '../core/io/image-io.ts';
 import type { TensorExplainer } from '../core/tensor/tensor-explainer.ts';
 import { addArchParamOptions, checkParams, cliRegistry, parseParamPairs, parseParamValue } from './arch-params.ts';
 import { parseBackend } from './context.ts';
@@ -153,9 +153,9 @@ async function explain(options: ExplainOptions): Promise<void> {
     if (Object.hasOwn(params, 'layer')) checkLayers(loaded, params.layer);
     const count = inputCount(inputs);
     const names = outputNames(inputs);
-    const { writeNpy } = await import('../core/tensor/npy.ts');
+    const { writeNpy } = await import('../core/io/npy.ts');
     const { writeJetOverlay } = await import('../core/tensor/previews.ts');
-    const { readImage } = await import('../core/tensor/image-io.ts');
+    const { readImage } = await import('../core/io/image-io.ts');
     const warned = new Set<string>();
     const warn = (message: string) => {
       if (warned.has(message)) return;

@@ -14,9 +14,9 @@ import type * as TF from '@tensorflow/tfjs';
 import { MissingInputError, UserError } from '../core/errors.ts';
 import { shownPath } from '../core/shown-path.ts';
 import type { LoadedModel, Params } from '../core/plugins/types.ts';
-import type { NpyArray } from '../core/tensor/npy.ts';
+import type { NpyArray } from '../core/io/npy.ts';
 import type { Normalisation, Preprocessing } from '../core/tensor/preprocess.ts';
-import { isStateDictFile } from '../core/tensor/pytorch-state-dict.ts';
+import { isStateDictFile } from '../core/io/pytorch-state-dict.ts';
 import type { ModelCard, TfjsArchitecture } from '../core/tensor/tfjs-architecture.ts';
 import { checkStoreName, storedWeightsDir, weightsStoreDir } from '../core/tensor/weights-store.ts';
 import { architectureFromOptions, cliRegistry, tfjsArchitecture, type ArchOptions } from './arch-params.ts';
@@ -59,7 +59,7 @@ export function parseBatchSize(text: string | undefined, fallback = DEFAULT_BATC
 
 /** The --input paths as one .npy or a list of image files (folders expanded: their images, sorted by name). */
 export async function readInputs(paths: readonly string[], use: Use = 'predict'): Promise<Inputs> {
-  const { IMAGE_EXTENSIONS, isImageFileName } = await import('../core/tensor/image-io.ts');
+  const { IMAGE_EXTENSIONS, isImageFileName } = await import('../core/io/image-io.ts');
   const files: string[] = [];
   const arrays: string[] = [];
   for (const given of paths) {
@@ -81,7 +81,7 @@ export async function readInputs(paths: readonly string[], use: Use = 'predict')
     throw new UserError(`--input takes one .npy array, or image files and folders, not both and not several arrays; ${use} them in separate runs.`);
   }
   if (arrays.length === 1) {
-    const { readNpy } = await import('../core/tensor/npy.ts');
+    const { readNpy } = await import('../core/io/npy.ts');
     const array = await readNpy(arrays[0]);
     const { shape } = array;
     if (shape.length !== 4 || shape[3] !== 3 || shape[0] === 0) {
@@ -186,7 +186,7 @@ export async function loadModel(source: ModelSource): Promise<Model> {
     const { model, card } = await source.plugin.importPyTorch(source.file, source.params, { inputSize: source.inputSize, classes: source.classes });
     return { model, classes: card.classes, preprocessing: card.preprocessing, softmaxOutput: false, name: source.file, card, plugin: source.plugin };
   }
-  const { loadLayersModel } = await import('../core/tensor/model-io.ts');
+  const { loadLayersModel } = await import('../core/io/model-io.ts');
   const model = await loadLayersModel(source.folder);
   let preprocessing = source.card?.preprocessing;
   if (source.archNormalisation) {

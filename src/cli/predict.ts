@@ -62,7 +62,7 @@ async function predict(options: PredictOptions): Promise<void> {
     const names = loaded.classes?.length === classes ? loaded.classes : Array.from({ length: classes }, (_, i) => String(i));
     const result = new Float32Array(count * classes);
     rows.forEach((row, i) => result.set(row.values, i * classes));
-    const { writeNpy } = await import('../core/tensor/npy.ts');
+    const { writeNpy } = await import('../core/io/npy.ts');
     await writeNpy(out, { dtype: 'float32', shape: [count, classes], data: result });
 
     if (!options.quiet) {

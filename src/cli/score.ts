@@ -26,7 +26,7 @@ import { shownPath } from '../core/shown-path.ts';
 import type { MetricPlugin, Params, ScoreRow, ScoreValue } from '../core/plugins/types.ts';
 import type { Grid, MapMetricPlugin } from '../core/tensor/map-metric.ts';
 import type { MapArray, ModelMetric } from '../core/tensor/model-metric.ts';
-import type { NpyArray } from '../core/tensor/npy.ts';
+import type { NpyArray } from '../core/io/npy.ts';
 import { addArchParamOptions, checkParams, cliRegistry, parseParamPairs } from './arch-params.ts';
 import { parseBackend } from './context.ts';
 import { print, textTable } from './output.ts';
@@ -90,7 +90,7 @@ function arrayGrid(array: NpyArray, index: number): Grid {
 export async function readMapSet(given: string, flag: string): Promise<MapSet> {
   const full = path.resolve(given);
   if (!existsSync(full)) throw new MissingInputError(full, flag === '--maps' ? 'Maps' : 'Layer maps', `check ${flag}`);
-  const { readNpy } = await import('../core/tensor/npy.ts');
+  const { readNpy } = await import('../core/io/npy.ts');
   const { readLayerMap, gridOfArray } = await import('../core/tensor/map-metric.ts');
   if (!statSync(full).isDirectory()) {
     if (!full.toLowerCase().endsWith('.npy')) throw new UserError(`${flag} ${given} is neither a .npy array nor a folder; give a .npy [N, H, W] or a folder of .npy or image maps.`);
@@ -104,7 +104,7 @@ export async function readMapSet(given: string, flag: string): Promise<MapSet> {
     }
     return { source: given, kind: 'array', ids: Array.from({ length: array.shape[0] }, (_, i) => String(i)), get: async (i) => arrayGrid(array, i) };
   }
-  const { isImageFileName } = await import('../core/tensor/image-io.ts');
+  const { isImageFileName } = await import('../core/io/image-io.ts');
   const all = (await walk(full)).sort();
   const npy = all.filter((file) => file.toLowerCase().endsWith('.npy'));
   // A folder from `salgrid explain` holds a .npy map and a JET overlay .png per input: the .npy files are the maps.

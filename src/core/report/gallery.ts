@@ -15,7 +15,7 @@ import { ARTIFACT_FILES, readIndex, readJson, resolveItemPath } from '../stages/
 import { previewFile } from '../stages/maps.ts';
 import { REPORT_FILES } from './files.ts';
 import type { SplitResult } from '../stages/split.ts';
-import { isImageFileName, readImage, type RawImage } from '../tensor/image-io.ts';
+import { isImageFileName, readImage, type RawImage } from '../io/image-io.ts';
 
 const GALLERY_DIR = REPORT_FILES.gallery;
 /** Largest side of a gallery picture, in pixels. */

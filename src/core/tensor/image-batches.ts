@@ -6,7 +6,7 @@
  * prediction and explanation see identical inputs.
  */
 import * as tf from '@tensorflow/tfjs';
-import { readImage, type RawImage } from './image-io.ts';
+import { readImage, type RawImage } from '../io/image-io.ts';
 import { normaliseUnit, preprocessImages, type Preprocessing } from './preprocess.ts';
 
 export class ImageBatches {

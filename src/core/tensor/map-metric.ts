@@ -23,8 +23,8 @@
 import { UserError } from '../errors.ts';
 import type { JsonSchema, MetricPlugin, ScoreContext, ScoreRow } from '../plugins/types.ts';
 import { mapPath } from '../stages/maps.ts';
-import { readImage } from './image-io.ts';
-import { readNpy, type NpyArray } from './npy.ts';
+import { readImage } from '../io/image-io.ts';
+import { readNpy, type NpyArray } from '../io/npy.ts';
 
 /** A 2-D array in row-major order: row 0 is the image's top row, `data[y * width + x]`. */
 export interface Grid {

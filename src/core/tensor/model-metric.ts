@@ -22,7 +22,7 @@ import { UserError } from '../errors.ts';
 import type { JsonSchema, LoadedModel, MetricPlugin, Params, ScoreContext, ScoreRow, ScoreValue } from '../plugins/types.ts';
 import { mapPath } from '../stages/maps.ts';
 import { ImageBatches } from './image-batches.ts';
-import { readNpy, type NpyArray } from './npy.ts';
+import { readNpy, type NpyArray } from '../io/npy.ts';
 
 /** Images per call of a measure's `score`: the same for every param, so a sweep's cells batch alike. */
 export const MODEL_METRIC_BATCH = 16;

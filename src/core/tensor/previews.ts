@@ -3,7 +3,7 @@
  * the map in gray, and the map in JET colours laid over its image (the way
  * CAM papers show them).
  */
-import { writePng, type RawImage } from './image-io.ts';
+import { writePng, type RawImage } from '../io/image-io.ts';
 
 export interface MapPreviewOptions {
   /** Map values shown as black / red; the map's own min and max when absent. */

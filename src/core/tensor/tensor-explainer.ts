@@ -18,7 +18,7 @@ import { nearestNames } from '../manifest/suggest.ts';
 import type { CamLayers, DatasetItem, ExplainContext, ExplainerPlugin, JsonSchema, LoadedModel, Params } from '../plugins/types.ts';
 import { attributionFile, mapFile, previewFile } from '../stages/maps.ts';
 import { ImageBatches } from './image-batches.ts';
-import { encodeNpy } from './npy.ts';
+import { encodeNpy } from '../io/npy.ts';
 import type { Preprocessing } from './preprocess.ts';
 import { writeJetOverlay } from './previews.ts';
 

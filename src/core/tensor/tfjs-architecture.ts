@@ -19,9 +19,9 @@ import type { ArchitecturePlugin, CamLayers, JsonSchema, LoadedModel, Params, Pr
 import { mixSeed, withSeededMathRandom } from '../random.ts';
 import { writeFileAtomic } from '../store/atomic.ts';
 import { ImageBatches } from './image-batches.ts';
-import { layersModelFiles, loadLayersModel, saveLayersModel } from './model-io.ts';
+import { layersModelFiles, loadLayersModel, saveLayersModel } from '../io/model-io.ts';
 import { validatePreprocessing, type Normalisation, type Preprocessing } from './preprocess.ts';
-import { isStateDictFile, readStateDict, type StateDict } from './pytorch-state-dict.ts';
+import { isStateDictFile, readStateDict, type StateDict } from '../io/pytorch-state-dict.ts';
 import { tfjsName } from './torch-weights.ts';
 import { trainModel, type TrainLoopConfig } from './train-loop.ts';
 import { IMAGENET_SUFFIX, storedWeightsDir } from './weights-store.ts';

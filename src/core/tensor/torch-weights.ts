@@ -12,7 +12,7 @@
 import { nearestNames } from '../manifest/suggest.ts';
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../errors.ts';
-import { toFloat32, type StateDict } from './pytorch-state-dict.ts';
+import { toFloat32, type StateDict } from '../io/pytorch-state-dict.ts';
 
 /**
  * tfjs layer names may not contain '.', so a torch module path becomes a

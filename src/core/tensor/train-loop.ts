@@ -35,7 +35,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { mixSeed, seededRandom, shuffled, withSeededMathRandom } from '../random.ts';
 import { writeFileAtomic } from '../store/atomic.ts';
-import { saveLayersModel } from './model-io.ts';
+import { saveLayersModel } from '../io/model-io.ts';
 import { registerBatchNormGradient } from './batch-norm-gradient.ts';
 import { augmentImages, type Augmentation } from './preprocess.ts';
 

@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../../core/errors.ts';
-import type { StateDict } from '../../core/tensor/pytorch-state-dict.ts';
+import type { StateDict } from '../../core/io/pytorch-state-dict.ts';
 import { countTrainableParams, importTorchWeights, tfjsName, torchName, buildAndImport } from '../../core/tensor/torch-weights.ts';
 
 export { countTrainableParams, tfjsName, torchName };

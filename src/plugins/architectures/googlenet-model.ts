@@ -12,7 +12,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../../core/errors.ts';
 import { IMAGENET_NORMALISATION, type Preprocessing } from '../../core/tensor/preprocess.ts';
-import type { StateDict } from '../../core/tensor/pytorch-state-dict.ts';
+import type { StateDict } from '../../core/io/pytorch-state-dict.ts';
 import { countTrainableParams, importTorchWeights, numClassesFromStateDict, tfjsName, torchName, layerForModule as sharedLayerForModule, buildAndImport } from '../../core/tensor/torch-weights.ts';
 
 export { countTrainableParams, tfjsName, torchName };

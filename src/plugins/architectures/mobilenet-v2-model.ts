@@ -10,7 +10,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../../core/errors.ts';
-import type { StateDict } from '../../core/tensor/pytorch-state-dict.ts';
+import type { StateDict } from '../../core/io/pytorch-state-dict.ts';
 import { importTorchWeights, numClassesFromStateDict, tfjsName, torchName, layerForModule as sharedLayerForModule, buildAndImport } from '../../core/tensor/torch-weights.ts';
 
 export { tfjsName, torchName };

@@ -14,7 +14,7 @@ import {
   requireFolder,
   warnIgnored,
   type OnBadImage,
-} from '../../core/tensor/image-folder.ts';
+} from '../../core/io/image-folder.ts';
 import { LAYER_MAPS_PARAM, ON_BAD_IMAGE_PARAM } from './folder-params.ts';
 
 export interface ImageFolderParams {

@@ -20,7 +20,7 @@ import {
   type ClassImage,
   type ClassFolderListing,
   type OnBadImage,
-} from '../../core/tensor/image-folder.ts';
+} from '../../core/io/image-folder.ts';
 import { LAYER_MAPS_PARAM, ON_BAD_IMAGE_PARAM } from './folder-params.ts';
 
 export interface KfoldFoldersParams {

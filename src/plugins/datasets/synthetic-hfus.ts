@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import type { DatasetIndex, DatasetItem, DatasetPlugin } from '../../core/plugins/types.ts';
-import { encodePng } from '../../core/tensor/image-io.ts';
+import { encodePng } from '../../core/io/image-io.ts';
 import { seededRandom } from '../../core/random.ts';
 import { HFUS_CLASSES, MARKER_SIZE, renderPhantom, type HfusClass, type MarkerBox, type Phantom } from './hfus-phantom.ts';
 import { mixSeed } from './phantom-noise.ts';

@@ -21,7 +21,7 @@ import { MissingInputError, UserError } from '../../../core/errors.ts';
 import type { Json, JsonSchema, Params } from '../../../core/plugins/types.ts';
 import { mixSeed } from '../../../core/random.ts';
 import { rawTensor } from '../../../core/tensor/image-batches.ts';
-import { readImage } from '../../../core/tensor/image-io.ts';
+import { readImage } from '../../../core/io/image-io.ts';
 import { normaliseUnit, preprocessImages } from '../../../core/tensor/preprocess.ts';
 import { defineTensorExplainer, type ExplainBatch, type TensorExplainer } from '../../../core/tensor/tensor-explainer.ts';
 
