@@ -132,6 +132,7 @@ async function runChild(method: string, backendName: string): Promise<void> {
     report({ device, images, params: shownParams, error: (error as Error).message.split('\n')[0] });
   } finally {
     input.dispose();
+    loaded.engine.dispose();
     model.dispose();
   }
 }

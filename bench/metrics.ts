@@ -157,7 +157,7 @@ console.log(`| the seven at their defaults (sum of best) | | ${total('arrays')} 
     const all = await source.input(Array.from({ length: N }, (_, i) => i));
     for (let s = 0; s < SAMPLES + 1; s++) {
       const start = performance.now();
-      const y = forward(model, all);
+      const y = await forward(loaded.engine, all);
       await y.data();
       y.dispose();
       if (s > 0) forwardTimes.push((performance.now() - start) / N);
@@ -173,6 +173,7 @@ console.log(`| the seven at their defaults (sum of best) | | ${total('arrays')} 
       }
       rows.push(`| ${modelName} | ${name} | ${cell(samples)} |`);
     }
+    loaded.engine.dispose();
     model.dispose();
     if (tf.memory().numTensors > 0) console.warn(`${tf.memory().numTensors} tensors left after ${modelName}`);
   }

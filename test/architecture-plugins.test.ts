@@ -105,6 +105,7 @@ describe('architecture plugins', () => {
     assert.match(block4.gradient, /^features_denseblock4_/);
     assert.throws(() => loaded.camLayers('layer4'), /DenseNet has no module layer4; .*features\.norm5/);
     assert.ok(loaded.convLayers.length > 0 && loaded.convLayers.every((name) => loaded.model.getLayer(name).getClassName() === 'Conv2D'));
+    loaded.engine.dispose();
     loaded.model.dispose();
   });
 

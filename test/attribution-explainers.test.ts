@@ -36,10 +36,11 @@ import { writePng } from '../src/core/io/image-io.ts';
 import { attributionMaps, baselineFor, cumulativeSumThreshold, type AttributionExplainer, type MapSign } from '../src/plugins/explainers/attribution/attribution-base.ts';
 import { gaussLegendre, integrationPoints } from '../src/plugins/explainers/attribution/integrated-gradients.ts';
 import { ROOT, tempDir } from './helpers.ts';
-import { useBackend } from './torchvision-golden.ts';
+import { useEngine, type EngineSetting } from './engines.ts';
 
 const TINY = path.join(ROOT, 'test', 'fixtures', 'golden', 'tiny-cnn');
-const BACKENDS = ['cpu', 'wasm'] as const;
+/** The tfjs backends, or ONNX Runtime devices (`onnx:cpu`), the goldens are checked on. */
+const BACKENDS: readonly EngineSetting[] = ['cpu', 'wasm'];
 
 interface GoldenCase {
   library: string;
@@ -113,12 +114,13 @@ for (const backend of BACKENDS) {
     };
 
     before(async () => {
-      await useBackend(backend);
+      await useEngine(backend);
       model = bareLoadedModel(await loadLayersModel(TINY));
       const inputs = await readNpy(path.join(TINY, 'inputs.npy'));
       input = tf.tensor4d(inputs.data as Float32Array, inputs.shape as [number, number, number, number]);
     });
     after(() => {
+      model.engine.dispose();
       model.model.dispose();
       input.dispose();
     });
@@ -205,7 +207,7 @@ describe('integration points', () => {
 
 describe('Captum’s normalisation', () => {
   before(async () => {
-    await useBackend('cpu');
+    await useEngine('cpu');
   });
 
   it('the threshold is the first sorted value whose cumulative sum reaches the percentile', () => {
@@ -249,7 +251,7 @@ describe('Captum’s normalisation', () => {
 
 describe('max-pool routing (backward of max pooling, ties to the first maximum)', () => {
   before(async () => {
-    await useBackend('cpu');
+    await useEngine('cpu');
   });
 
   // The cpu backend's MaxPoolGrad takes the first maximum (strict >), as PyTorch does.
@@ -278,7 +280,7 @@ describe('max-pool routing (backward of max pooling, ties to the first maximum)'
 
 describe('occlusion windows', () => {
   before(async () => {
-    await useBackend('cpu');
+    await useEngine('cpu');
   });
 
   it('a pixel gets the mean score drop of the windows covering it; the last window is cut at the border (Captum’s ceil)', async () => {
@@ -319,7 +321,7 @@ describe('occlusion windows', () => {
 
 describe('baselines', () => {
   before(async () => {
-    await useBackend('cpu');
+    await useEngine('cpu');
   });
 
   it('zeros, a constant, uniform (seeded, in the input space), blurred (keeps a constant image), an image file (preprocessed as the input)', async () => {
@@ -357,12 +359,13 @@ describe('seeded randomness', () => {
   let model: LoadedModel;
   let input: tf.Tensor4D;
   before(async () => {
-    await useBackend('wasm');
+    await useEngine('wasm');
     model = bareLoadedModel(await loadLayersModel(TINY));
     const inputs = await readNpy(path.join(TINY, 'inputs.npy'));
     input = tf.tidy(() => tf.slice(tf.tensor4d(inputs.data as Float32Array, inputs.shape as [number, number, number, number]), [0, 0, 0, 0], [2, -1, -1, -1]));
   });
   after(() => {
+    model.engine.dispose();
     model.model.dispose();
     input.dispose();
   });

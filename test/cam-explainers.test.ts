@@ -20,11 +20,13 @@ import { isTfjsArchitecture, saveModelWithCard, type TfjsArchitecture } from '..
 import builtins from '../src/plugins/index.ts';
 import type { CamExplainer } from '../src/plugins/explainers/cam/cam-base.ts';
 import { ROOT, tempDir } from './helpers.ts';
-import { stateDictLoader, useBackend } from './torchvision-golden.ts';
+import { useEngine, type EngineSetting } from './engines.ts';
+import { stateDictLoader } from './torchvision-golden.ts';
 
 const TINY = path.join(ROOT, 'test', 'fixtures', 'golden', 'tiny-cnn');
 const TORCHVISION = path.join(ROOT, 'test', 'fixtures', 'golden', 'torchvision');
-const BACKENDS = ['cpu', 'wasm'] as const;
+/** The tfjs backends, or ONNX Runtime devices (`onnx:cpu`), the goldens are checked on. */
+const BACKENDS: readonly EngineSetting[] = ['cpu', 'wasm'];
 const CAM_IDS = ['gradcam', 'hirescam', 'gradcam++', 'xgradcam', 'layercam', 'gradcam-elementwise', 'eigencam', 'eigengradcam', 'scorecam', 'ablationcam', 'fullgrad'];
 
 interface GoldenCase {
@@ -119,10 +121,11 @@ for (const backend of BACKENDS) {
     let model: LoadedModel;
     let input: tf.Tensor4D;
     before(async () => {
-      await useBackend(backend);
+      await useEngine(backend);
       ({ model, input } = await loadTinyCnn());
     });
     after(() => {
+      model.engine.dispose();
       model.model.dispose();
       input.dispose();
     });
@@ -176,10 +179,11 @@ describe('CAM explainers: params and layers (wasm)', () => {
   let model: LoadedModel;
   let input: tf.Tensor4D;
   before(async () => {
-    await useBackend('wasm');
+    await useEngine('wasm');
     ({ model, input } = await loadTinyCnn());
   });
   after(() => {
+    model.engine.dispose();
     model.model.dispose();
     input.dispose();
   });
@@ -226,7 +230,7 @@ describe('CAM explainers: params and layers (wasm)', () => {
 describe('gradients at several layers and forwarding from a layer (DenseNet: concatenations bypass layers)', () => {
   const goldenState = stateDictLoader(path.join(TORCHVISION, 'densenet', 'state_dict.pth'));
   it('layerGradients equals layerGradient layer by layer; forwardFromLayer with a layer’s own activations gives the logits', async (t) => {
-    await useBackend('wasm');
+    await useEngine('wasm');
     if (!(await goldenState(t))) return;
     const { loaded, input } = await torchvisionModel('densenet');
     const names = ['features_denseblock2_denselayer1_conv2', 'features_transition2_conv', 'features_norm5'];
@@ -253,6 +257,7 @@ describe('gradients at several layers and forwarding from a layer (DenseNet: con
     assertClose(three, first, 'one image’s bypass values repeated for three rows');
     assert.throws(() => forwardFromLayer(loaded.model, names[0], repeated), (error: Error) => isUserError(error) && /bypass/.test(error.message));
     tf.dispose([...many.layers.flatMap((l) => [l.activations, l.gradients]), many.input as tf.Tensor, logits, image, repeated, three, first, input]);
+    loaded.engine.dispose();
     loaded.model.dispose();
   });
 });
@@ -315,7 +320,7 @@ async function torchvisionModel(dir: string): Promise<{ loaded: LoadedModel; inp
 for (const backend of BACKENDS) {
   describe(`Grad-CAM = pytorch-grad-cam at each torchvision family's default layer (${backend})`, () => {
     before(async () => {
-      await useBackend(backend);
+      await useEngine(backend);
     });
     for (const family of FAMILIES) {
       const goldenState = stateDictLoader(stateFile(family.dir));
@@ -328,6 +333,7 @@ for (const backend of BACKENDS) {
           const errors = errorsPerImage(flat(result.maps), expected.data, input.shape[0]);
           assert.ok(Math.max(...errors) <= 2e-3, `${backend}: max error per image ${errors.join(', ')}`);
         } finally {
+          loaded.engine.dispose();
           loaded.model.dispose();
           input.dispose();
         }

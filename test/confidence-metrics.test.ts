@@ -20,12 +20,13 @@ import { loadLayersModel } from '../src/core/io/model-io.ts';
 import { arrayInputs, classScores, scoreWithModel, type MapArray, type MetricValues } from '../src/core/tensor/model-metric.ts';
 import { readNpy } from '../src/core/io/npy.ts';
 import { bareLoadedModel } from '../src/core/tensor/tensor-explainer.ts';
+import type { LoadedModel } from '../src/core/plugins/types.ts';
 import { causalColumns, pixelRanks, scoreCausal, stepCounts, trapezoidAuc } from '../src/plugins/metrics/causal-fidelity.ts';
 import { confidenceChange, confidenceColumns, darken, type ConfidenceChangeParams } from '../src/plugins/metrics/confidence-change.ts';
 import { deletion } from '../src/plugins/metrics/deletion.ts';
 import { insertion } from '../src/plugins/metrics/insertion.ts';
 import { ROOT } from './helpers.ts';
-import { useBackend } from './torchvision-golden.ts';
+import { useEngine, type EngineSetting } from './engines.ts';
 
 const GOLDEN = path.join(ROOT, 'test', 'fixtures', 'golden', 'tiny-cnn');
 const TOLERANCE = 1e-4;
@@ -62,16 +63,20 @@ function leakFree<T>(what: string, fn: () => Promise<T>): Promise<T> {
   });
 }
 
-for (const backend of ['cpu', 'wasm'] as const) {
+/** The tfjs backends, or ONNX Runtime devices (`onnx:cpu`), the goldens are checked on. */
+const BACKENDS: readonly EngineSetting[] = ['cpu', 'wasm'];
+
+for (const backend of BACKENDS) {
   describe(`confidence-change on the golden tiny-cnn (${backend})`, () => {
     let model: tf.LayersModel;
+    let loaded: LoadedModel;
     let rows: Record<'logit' | 'softmax', MetricValues[]>;
     before(async () => {
-      await useBackend(backend);
+      await useEngine(backend);
       model = await loadLayersModel(path.join(GOLDEN, 'model.json'));
       const inputs = await readNpy(path.join(GOLDEN, 'inputs.npy'));
       const maps = mapsOf(await readNpy(path.join(GOLDEN, 'cam-gradcam-predicted.npy')));
-      const loaded = bareLoadedModel(model);
+      loaded = bareLoadedModel(model);
       const source = arrayInputs(inputs.data as Float32Array, inputs.shape as [number, number, number, number]);
       rows = { logit: [], softmax: [] };
       for (const score of ['logit', 'softmax'] as const) {
@@ -79,10 +84,12 @@ for (const backend of ['cpu', 'wasm'] as const) {
         rows[score] = await leakFree('confidence-change', () => scoreWithModel(confidenceChange.spec, loaded, source, async (i) => maps[i], params, { batchSize: 3 }));
       }
     });
-    after(() => model.dispose());
+    after(() => {
+      loaded.engine.dispose();
+      model.dispose();
+    });
 
     it('an unperturbed input scores exactly as the original (map of ones): change 0, no spurious increase', async () => {
-      const loaded = bareLoadedModel(model);
       const inputs = await readNpy(path.join(GOLDEN, 'inputs.npy'));
       const ones: MapArray = { data: new Float32Array(64 * 64).fill(1), height: 64, width: 64 };
       for (const params of [
@@ -118,7 +125,7 @@ for (const backend of ['cpu', 'wasm'] as const) {
 }
 
 describe('confidence-change keeps the map aligned with the image', () => {
-  before(() => useBackend('cpu'));
+  before(() => useEngine('cpu'));
 
   it('multiplies pixel (y, x) of every channel by m[y, x], never m[x, y]', () => {
     const [h, w, c] = [4, 4, 3];
@@ -196,7 +203,7 @@ function bruteForce(x: Float32Array, map: Float32Array, W: Float32Array, b: Floa
 }
 
 describe('confidence-change variants against a brute-force computation', () => {
-  before(() => useBackend('cpu'));
+  before(() => useEngine('cpu'));
   const [h, w, c, classes, n] = [6, 5, 3, 3, 4];
   let seed = 12345;
   const random = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
@@ -254,7 +261,7 @@ describe('confidence-change variants against a brute-force computation', () => {
 });
 
 describe('deletion and insertion', () => {
-  before(() => useBackend('cpu'));
+  before(() => useEngine('cpu'));
 
   it('step counts follow Xplique (np.linspace(0, K, steps + 1) truncated to int32)', () => {
     assert.deepEqual(stepCounts(4, 4), [0, 1, 2, 3, 4]);
@@ -316,12 +323,14 @@ describe('deletion and insertion', () => {
     model.dispose();
   });
 
-  it('classScores softmaxes logits once and reads the predicted class', () => {
+  it('classScores softmaxes logits once and reads the predicted class', async () => {
     const model = toy();
+    const loaded = bareLoadedModel(model);
     const x = tf.tensor4d([1, 1, 1, 1], [1, 2, 2, 1]);
-    assert.ok(Math.abs(classScores(model, x, [0], 'softmax')[0] - 1 / (1 + Math.exp(-4))) < 1e-6);
-    assert.equal(classScores(model, x, [1], 'logit')[0], 0);
+    assert.ok(Math.abs((await classScores(loaded, x, [0], 'softmax'))[0] - 1 / (1 + Math.exp(-4))) < 1e-6);
+    assert.equal((await classScores(loaded, x, [1], 'logit'))[0], 0);
     x.dispose();
+    loaded.engine.dispose();
     model.dispose();
   });
 });

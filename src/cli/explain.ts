@@ -14,6 +14,7 @@ import { UserError } from '../core/errors.ts';
 import { shownPath } from '../core/shown-path.ts';
 import type { JsonSchema, LoadedModel, Params } from '../core/plugins/types.ts';
 import type { RawImage } from '../core/io/image-io.ts';
+import type { ModelEngine } from '../core/tensor/engine.ts';
 import type { TensorExplainer } from '../core/tensor/tensor-explainer.ts';
 import { addArchParamOptions, checkParams, cliRegistry, parseParamPairs, parseParamValue } from './arch-params.ts';
 import { parseBackend } from './context.ts';
@@ -147,9 +148,11 @@ async function explain(options: ExplainOptions): Promise<void> {
   const backend = await tensors.initBackend(backendRequest);
   print(tensors.describeBackend(backend));
   const model = await loadModel(source);
+  let engine: ModelEngine | undefined;
   try {
     checkInputShape(model, inputs, 'explain');
     const loaded = await explainableModel(model);
+    engine = loaded.engine;
     if (Object.hasOwn(params, 'layer')) checkLayers(loaded, params.layer);
     const count = inputCount(inputs);
     const names = outputNames(inputs);
@@ -196,6 +199,7 @@ async function explain(options: ExplainOptions): Promise<void> {
       print(`wrote ${count} maps (${what}, float32 [${h}, ${w}] .npy and JET overlay .png each) to ${shownPath(output.dir)}`);
     }
   } finally {
+    engine?.dispose();
     model.model.dispose();
   }
 }

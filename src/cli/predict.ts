@@ -10,10 +10,11 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import type * as TF from '@tensorflow/tfjs';
 import { UserError } from '../core/errors.ts';
+import type { ModelEngine } from '../core/tensor/engine.ts';
 import { shownPath } from '../core/shown-path.ts';
 import { addArchParamOptions } from './arch-params.ts';
 import { parseBackend } from './context.ts';
-import { DEFAULT_BATCH, checkInputShape, forEachInputBatch, inputCount, inputLabel, loadModel, locateModel, parseBatchSize, readInputs, type ModelOptions } from './model-inputs.ts';
+import { DEFAULT_BATCH, checkInputShape, forEachInputBatch, inputCount, inputLabel, loadModel, locateModel, parseBatchSize, readInputs, type Inputs, type Model, type ModelOptions } from './model-inputs.ts';
 import { print, textTable } from './output.ts';
 
 interface PredictOptions extends ModelOptions {
@@ -23,6 +24,33 @@ interface PredictOptions extends ModelOptions {
   batchSize?: string;
   backend?: string;
   quiet?: boolean;
+}
+
+interface PredictedRow {
+  /** What is written: logits or probabilities. */
+  values: Float32Array;
+  probabilities: Float32Array;
+}
+
+/** One row per input, run through the engine batch by batch. */
+async function predictRows(engine: ModelEngine, model: Model, inputs: Inputs, batchSize: number, logits: boolean): Promise<PredictedRow[]> {
+  const tf = await import('@tensorflow/tfjs');
+  const rows: PredictedRow[] = [];
+  await forEachInputBatch(model, inputs, batchSize, async (input) => {
+    // The model's own output: a final softmax kept.
+    const y: TF.Tensor = await engine.scores(input, { beforeSoftmax: false });
+    try {
+      if (y.rank !== 2) throw new UserError(`${model.name} outputs an array of shape [${y.shape.join(', ')}], not [inputs, classes]; predict needs a classifier.`);
+      const [n, classes] = y.shape;
+      const values = y.dataSync() as Float32Array;
+      const probabilities = model.softmaxOutput ? values : tf.tidy(() => tf.softmax(y as TF.Tensor2D).dataSync() as Float32Array);
+      const written = logits ? values : probabilities;
+      for (let r = 0; r < n; r++) rows.push({ values: written.slice(r * classes, (r + 1) * classes), probabilities: probabilities.slice(r * classes, (r + 1) * classes) });
+    } finally {
+      y.dispose();
+    }
+  });
+  return rows;
 }
 
 async function predict(options: PredictOptions): Promise<void> {
@@ -36,27 +64,15 @@ async function predict(options: PredictOptions): Promise<void> {
   const tensors = await import('../core/tensor/backend.ts');
   const backend = await tensors.initBackend(backendRequest);
   if (!options.quiet) print(tensors.describeBackend(backend));
-  const tf = await import('@tensorflow/tfjs');
   const loaded = await loadModel(source);
+  let engine: ModelEngine | undefined;
   try {
     checkInputShape(loaded, inputs);
     if (options.logits && loaded.softmaxOutput) throw new UserError(`${loaded.name} ends in a softmax, so its logits are not available; drop --logits to get its probabilities.`);
+    const { createEngine } = await import('../core/tensor/engines.ts');
+    engine = createEngine(loaded.model);
     const count = inputCount(inputs);
-    const rows: { values: Float32Array; probabilities: Float32Array }[] = [];
-    await forEachInputBatch(loaded, inputs, batchSize, (input) => {
-      const [output, probabilities] = tf.tidy(() => {
-        const y = loaded.model.predict(input) as TF.Tensor;
-        if (y.rank !== 2) throw new UserError(`${loaded.name} outputs an array of shape [${y.shape.join(', ')}], not [inputs, classes]; predict needs a classifier.`);
-        const p = loaded.softmaxOutput ? y : tf.softmax(y as TF.Tensor2D);
-        return [options.logits ? y : p, p];
-      });
-      const classes = output.shape[1]!;
-      const values = output.dataSync() as Float32Array;
-      const probs = probabilities.dataSync() as Float32Array;
-      output.dispose();
-      probabilities.dispose();
-      for (let r = 0; r < output.shape[0]; r++) rows.push({ values: values.slice(r * classes, (r + 1) * classes), probabilities: probs.slice(r * classes, (r + 1) * classes) });
-    });
+    const rows = await predictRows(engine, loaded, inputs, batchSize, options.logits === true);
 
     const classes = rows[0].values.length;
     const names = loaded.classes?.length === classes ? loaded.classes : Array.from({ length: classes }, (_, i) => String(i));
@@ -75,6 +91,7 @@ async function predict(options: PredictOptions): Promise<void> {
     }
     print(`wrote ${shownPath(out)}: ${options.logits ? 'logits' : 'probabilities'} [${count}, ${classes}] (float32; rows in the order above, columns ${names.length <= 8 ? names.join(', ') : `${names.slice(0, 4).join(', ')}, … ${names[names.length - 1]}`})`);
   } finally {
+    engine?.dispose();
     loaded.model.dispose();
   }
 }

@@ -25,6 +25,7 @@ import { MissingInputError, UserError } from '../core/errors.ts';
 import { shownPath } from '../core/shown-path.ts';
 import type { MetricPlugin, Params, ScoreRow, ScoreValue } from '../core/plugins/types.ts';
 import type { Grid, MapMetricPlugin } from '../core/tensor/map-metric.ts';
+import type { ModelEngine } from '../core/tensor/engine.ts';
 import type { MapArray, ModelMetric } from '../core/tensor/model-metric.ts';
 import type { NpyArray } from '../core/io/npy.ts';
 import { addArchParamOptions, checkParams, cliRegistry, parseParamPairs } from './arch-params.ts';
@@ -245,9 +246,11 @@ async function scoreModelMetric(plugin: ModelMetric, params: Params, maps: MapSe
   const backend = await tensors.initBackend(parseBackend(options.backend) ?? 'auto');
   if (!options.quiet) print(tensors.describeBackend(backend));
   const model = await inputsModule.loadModel(located);
+  let engine: ModelEngine | undefined;
   try {
     inputsModule.checkInputShape(model, inputs, 'score');
     const loaded = await inputsModule.explainableModel(model);
+    engine = loaded.engine;
     const { arrayInputs, imageInputs, scoreWithModel } = await import('../core/tensor/model-metric.ts');
     // Input k of the metric is the partner of map k.
     const order = partner;
@@ -264,6 +267,7 @@ async function scoreModelMetric(plugin: ModelMetric, params: Params, maps: MapSe
     const values = await scoreWithModel(plugin.spec, loaded, paired, mapOf, params, { warn, names: ids });
     return ids.map((id, k) => ({ id, ...values[k] }));
   } finally {
+    engine?.dispose();
     model.model.dispose();
   }
 }

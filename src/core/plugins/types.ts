@@ -4,6 +4,7 @@
  * types only, never on a particular plugin.
  */
 import type { LayersModel } from '@tensorflow/tfjs';
+import type { ModelEngine } from '../tensor/engine.ts';
 import type { Preprocessing } from '../tensor/preprocess.ts';
 
 export type JsonSchema = Record<string, unknown>;
@@ -156,9 +157,12 @@ export interface CamLayers {
   activation: string;
 }
 
-/** A trained or imported model, ready for explainers and perturbation metrics. The caller disposes `model`. */
+/** A trained or imported model, ready for explainers and perturbation metrics. The caller disposes `engine` and `model`. */
 export interface LoadedModel {
+  /** The tfjs layers-model: the source of truth for the weights (training, prediction, FullGrad's biases) and what the engine runs. */
   model: LayersModel;
+  /** What explainers and perturbation metrics run the model through (tfjs or ONNX Runtime, as the process's engine choice says). */
+  engine: ModelEngine;
   /** Class names (numbers as text when the model came without names, e.g. ImageNet weights). */
   classes: string[];
   /** What turns an image file into this model's input. */

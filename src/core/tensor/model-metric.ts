@@ -20,6 +20,7 @@ import { existsSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../errors.ts';
 import type { JsonSchema, LoadedModel, MetricPlugin, Params, ScoreContext, ScoreRow, ScoreValue } from '../plugins/types.ts';
+import type { ModelEngine } from './engine.ts';
 import { mapPath } from '../stages/maps.ts';
 import { ImageBatches } from './image-batches.ts';
 import { readNpy, type NpyArray } from '../io/npy.ts';
@@ -59,7 +60,7 @@ export interface ModelMetricSpec<P extends Params = Params> {
   description: string;
   /** Params schema (an object schema with defaults). */
   params: JsonSchema;
-  /** One row of values per image of the batch, in order. Tensors it makes must be freed (tf.tidy). */
+  /** One row of values per image of the batch, in order. Tensors it makes must be freed (tf.tidy around per-image math, try/finally around the engine's calls). */
   score(batch: ModelMetricBatch, params: P): MetricValues[] | Promise<MetricValues[]>;
 }
 
@@ -96,18 +97,25 @@ export async function readMap(file: string): Promise<MapArray> {
   return mapFromNpy(await readNpy(file), file);
 }
 
-/** Output of `model` for `input`, computed in forward passes of at most `chunk` inputs, [m, classes]. */
-export function forward(model: tf.LayersModel, input: tf.Tensor4D, chunk = FORWARD_CHUNK): tf.Tensor2D {
-  return tf.tidy(() => {
-    const m = input.shape[0];
-    if (m <= chunk) return model.predict(input) as tf.Tensor2D;
-    const parts: tf.Tensor2D[] = [];
+/** The model's output for `input` (a final softmax kept), computed in forward passes of at most `chunk` inputs, [m, classes]. */
+export async function forward(engine: ModelEngine, input: tf.Tensor4D, chunk = FORWARD_CHUNK): Promise<tf.Tensor2D> {
+  const m = input.shape[0];
+  if (m <= chunk) return engine.scores(input, { beforeSoftmax: false });
+  const parts: tf.Tensor2D[] = [];
+  try {
     for (let start = 0; start < m; start += chunk) {
       const count = Math.min(chunk, m - start);
-      parts.push(model.predict(tf.slice(input, [start, 0, 0, 0], [count, -1, -1, -1])) as tf.Tensor2D);
+      const slice = tf.slice(input, [start, 0, 0, 0], [count, -1, -1, -1]);
+      try {
+        parts.push(await engine.scores(slice, { beforeSoftmax: false }));
+      } finally {
+        slice.dispose();
+      }
     }
     return tf.concat(parts, 0);
-  });
+  } finally {
+    tf.dispose(parts);
+  }
 }
 
 /** Whether the model's last layer is a softmax, so that its output is probabilities already. */
@@ -121,9 +129,9 @@ export function outputsProbabilities(model: tf.LayersModel): boolean {
  * as plain numbers: softmax probability or logit. A model whose output is a
  * softmax already is not softmaxed twice, and has no logits.
  */
-export function scoresFromOutput(model: tf.LayersModel, output: tf.Tensor2D, classes: readonly number[], score: ClassScore): Float32Array {
+export function scoresFromOutput(model: LoadedModel, output: tf.Tensor2D, classes: readonly number[], score: ClassScore): Float32Array {
   if (classes.length !== output.shape[0]) throw new Error(`classScores: ${classes.length} classes for ${output.shape[0]} outputs`);
-  const probabilities = outputsProbabilities(model);
+  const probabilities = outputsProbabilities(model.model);
   if (score === 'logit' && probabilities) throw new UserError(`the model ends in a softmax, so its logits are not available; use score: softmax.`);
   const picked = tf.tidy(() => {
     const values = score === 'softmax' && !probabilities ? tf.softmax(output) : output;
@@ -136,8 +144,8 @@ export function scoresFromOutput(model: tf.LayersModel, output: tf.Tensor2D, cla
 }
 
 /** The score of class `classes[i]` for row i of `input` ([m, h, w, c]): `scoresFromOutput` of the model's output, in forward passes of at most `chunk` inputs. */
-export function classScores(model: tf.LayersModel, input: tf.Tensor4D, classes: readonly number[], score: ClassScore, chunk = FORWARD_CHUNK): Float32Array {
-  const output = forward(model, input, chunk);
+export async function classScores(model: LoadedModel, input: tf.Tensor4D, classes: readonly number[], score: ClassScore, chunk = FORWARD_CHUNK): Promise<Float32Array> {
+  const output = await forward(model.engine, input, chunk);
   try {
     return scoresFromOutput(model, output, classes, score);
   } finally {
@@ -237,7 +245,7 @@ export async function scoreWithModel<P extends Params>(
         warn(`saliency maps of ${odd.height}×${odd.width} pixels were resized (bilinear) to the network's input of ${h}×${w} to score ${spec.id}.`);
       }
       mapBatch = mapsTensor(arrays, h, w);
-      output = forward(model.model, input);
+      output = await forward(model.engine, input);
       const predicted = argmaxRows(output);
       const result = await spec.score({ model, input, maps: mapBatch, output, predicted, warn }, params);
       if (result.length !== indices.length) throw new Error(`metric ${spec.id} returned ${result.length} rows for ${indices.length} images`);
@@ -303,6 +311,7 @@ export function defineModelMetric<P extends Params>(spec: ModelMetricSpec<P>): M
       );
       return items.map((item, i) => ({ id: item.id, ...values[i] }));
     } finally {
+      model.engine.dispose();
       model.model.dispose();
     }
   };

@@ -16,6 +16,8 @@ import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../errors.ts';
 import { nearestNames } from '../manifest/suggest.ts';
 import type { CamLayers, DatasetItem, ExplainContext, ExplainerPlugin, JsonSchema, LoadedModel, Params } from '../plugins/types.ts';
+import type { ModelEngine } from './engine.ts';
+import { createEngine } from './engines.ts';
 import { attributionFile, mapFile, previewFile } from '../stages/maps.ts';
 import { ImageBatches } from './image-batches.ts';
 import { encodeNpy } from '../io/npy.ts';
@@ -67,17 +69,23 @@ export interface TensorExplainer<P extends Params = Params> extends ExplainerPlu
 }
 
 /** Argmax of the model's output per image. */
-export function predictedClasses(model: tf.LayersModel, input: tf.Tensor4D): number[] {
-  const argmax = tf.tidy(() => tf.argMax(model.predict(input) as tf.Tensor2D, 1));
-  const classes = Array.from(argmax.dataSync());
-  argmax.dispose();
-  return classes;
+export async function predictedClasses(engine: ModelEngine, input: tf.Tensor4D): Promise<number[]> {
+  // The model's own output (a final softmax kept), as the references take the argmax of.
+  const output = await engine.scores(input, { beforeSoftmax: false });
+  try {
+    const argmax = tf.argMax(output, 1);
+    const classes = Array.from(argmax.dataSync());
+    argmax.dispose();
+    return classes;
+  } finally {
+    output.dispose();
+  }
 }
 
 /** The class index each image is explained for. */
-export function resolveTargets(target: TargetParam, model: LoadedModel, input: tf.Tensor4D, labels?: number[]): number[] {
+export async function resolveTargets(target: TargetParam, model: LoadedModel, input: tf.Tensor4D, labels?: number[]): Promise<number[]> {
   const n = input.shape[0];
-  if (target === 'predicted') return predictedClasses(model.model, input);
+  if (target === 'predicted') return predictedClasses(model.engine, input);
   if (target === 'label') {
     if (!labels) throw new UserError('target: label needs the images’ true classes, which only a sweep knows; give a class index or name instead.');
     return labels;
@@ -107,14 +115,16 @@ export function bareLoadedModel(model: tf.LayersModel, options: { classes?: stri
   };
   const convLayers = model.layers.filter((layer) => ['Conv2D', 'DepthwiseConv2D'].includes(layer.getClassName())).map((layer) => layer.name);
   const lastConv = convLayers.at(-1);
+  // Without an architecture's recommendation, the last convolution is the conventional CAM target.
+  const target = lastConv ? camLayers(lastConv) : { module: '', gradient: '', activation: '' };
   return {
     model,
     classes,
     preprocessing: options.preprocessing ?? { size: [(model.inputs[0].shape[1] as number) ?? 0, (model.inputs[0].shape[2] as number) ?? 0], normalisation: { kind: 'unit' } },
-    // Without an architecture's recommendation, the last convolution is the conventional CAM target.
-    target: lastConv ? camLayers(lastConv) : { module: '', gradient: '', activation: '' },
+    target,
     camLayers,
     convLayers,
+    engine: createEngine(model),
   };
 }
 
@@ -136,7 +146,7 @@ export function defineTensorExplainer<P extends Params>(spec: TensorExplainerSpe
   const perBatch = (p: P) => Math.max(1, spec.imagesPerBatch?.(p) ?? 8);
 
   const runBatch = async (model: LoadedModel, input: tf.Tensor4D, p: P, labels: number[] | undefined, warn: (m: string) => void, baseDir: string) => {
-    const targets = resolveTargets((p.target ?? 'predicted') as TargetParam, model, input, labels);
+    const targets = await resolveTargets((p.target ?? 'predicted') as TargetParam, model, input, labels);
     const output = await spec.explain({ model, input, targets, warn, baseDir }, p);
     try {
       const [n, h, w] = input.shape;
@@ -197,6 +207,7 @@ export function defineTensorExplainer<P extends Params>(spec: TensorExplainerSpe
         }
       });
     } finally {
+      model.engine.dispose();
       model.model.dispose();
     }
   };

@@ -18,6 +18,7 @@ import { MissingInputError, UserError } from '../errors.ts';
 import type { ArchitecturePlugin, CamLayers, JsonSchema, LoadedModel, Params, Prediction, TrainContext, TrainingConfig } from '../plugins/types.ts';
 import { mixSeed, withSeededMathRandom } from '../random.ts';
 import { writeFileAtomic } from '../store/atomic.ts';
+import { createEngine } from './engines.ts';
 import { ImageBatches } from './image-batches.ts';
 import { layersModelFiles, loadLayersModel, saveLayersModel } from '../io/model-io.ts';
 import { validatePreprocessing, type Normalisation, type Preprocessing } from './preprocess.ts';
@@ -211,14 +212,12 @@ export function defineTfjsArchitecture<R extends Params>(spec: TfjsArchitectureS
     return { module, gradient: layer, activation: layer };
   };
 
-  const loaded = (model: tf.LayersModel, found: ModelCard): LoadedModel => ({
-    model,
-    classes: found.classes,
-    preprocessing: found.preprocessing,
-    target: camLayersOf(model, found.target),
-    camLayers: (module: string) => camLayersOf(model, module),
-    convLayers: spec.convLayers(model),
-  });
+  const loaded = (model: tf.LayersModel, found: ModelCard): LoadedModel => {
+    const target = camLayersOf(model, found.target);
+    const convLayers = spec.convLayers(model);
+    // The engine last: nothing after it can throw and leave it undisposed.
+    return { model, engine: createEngine(model), classes: found.classes, preprocessing: found.preprocessing, target, camLayers: (module: string) => camLayersOf(model, module), convLayers };
+  };
 
   const load = async (dir: string): Promise<LoadedModel> => {
     const folder = modelFolder(dir);
@@ -296,6 +295,7 @@ export function defineTfjsArchitecture<R extends Params>(spec: TfjsArchitectureS
       });
       return predictions;
     } finally {
+      loaded.engine.dispose();
       loaded.model.dispose();
     }
   };

@@ -77,7 +77,7 @@ export function blurBaseline(input: tf.Tensor4D, size = 11, sigma = 5): tf.Tenso
 }
 
 /** The curve and its AUC for each image of the batch. */
-export function scoreCausal(mode: CausalMode, batch: Pick<ModelMetricBatch, 'model' | 'input' | 'maps' | 'predicted'>, partial: Partial<CausalParams> = {}): MetricValues[] {
+export async function scoreCausal(mode: CausalMode, batch: Pick<ModelMetricBatch, 'model' | 'input' | 'maps' | 'predicted'>, partial: Partial<CausalParams> = {}): Promise<MetricValues[]> {
   const p = { ...CAUSAL_DEFAULTS, ...partial } as CausalParams;
   const { model, input, maps, predicted } = batch;
   const [n, h, w] = input.shape;
@@ -106,8 +106,12 @@ export function scoreCausal(mode: CausalMode, batch: Pick<ModelMetricBatch, 'mod
           0,
         ) as tf.Tensor4D;
       });
-      const scores = classScores(model.model, perturbed, images.flatMap((i) => counts.map(() => predicted[i])), p.score);
-      perturbed.dispose();
+      let scores: Float32Array;
+      try {
+        scores = await classScores(model, perturbed, images.flatMap((i) => counts.map(() => predicted[i])), p.score);
+      } finally {
+        perturbed.dispose();
+      }
       images.forEach((_, k) => {
         const curve = Array.from(scores.subarray(k * counts.length, (k + 1) * counts.length));
         rows.push({ auc: trapezoidAuc(curve), ...Object.fromEntries(columns.map((column, s) => [column, curve[s]])) });

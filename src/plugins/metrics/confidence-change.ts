@@ -83,27 +83,35 @@ function checkParams(p: ConfidenceChangeParams): void {
 }
 
 /** The measure on one batch (see the module comment): one row per image. */
-export function scoreConfidence(batch: Pick<ModelMetricBatch, 'model' | 'input' | 'maps' | 'output' | 'predicted'>, partial: Partial<ConfidenceChangeParams> = {}): MetricValues[] {
+export async function scoreConfidence(batch: Pick<ModelMetricBatch, 'model' | 'input' | 'maps' | 'output' | 'predicted'>, partial: Partial<ConfidenceChangeParams> = {}): Promise<MetricValues[]> {
   const p = { ...CONFIDENCE_DEFAULTS, ...partial } as ConfidenceChangeParams;
   checkParams(p);
   const { model, input, maps, output, predicted } = batch;
   const n = input.shape[0];
   // The perturbed inputs are scored the same way (forward, then scoresFromOutput), so an unchanged input scores exactly the same.
-  const before = scoresFromOutput(model.model, output, predicted, p.score);
+  const before = scoresFromOutput(model, output, predicted, p.score);
   const rows: MetricValues[] = Array.from({ length: n }, (_, i) => ({ before: before[i] }));
   const m = unitMaps(maps);
   try {
     if (p.perturbation === 'darken') {
       const perturbed = darken(input, m, p.cover);
-      const after = classScores(model.model, perturbed, predicted, p.score);
-      perturbed.dispose();
+      let after: Float32Array;
+      try {
+        after = await classScores(model, perturbed, predicted, p.score);
+      } finally {
+        perturbed.dispose();
+      }
       rows.forEach((row, i) => Object.assign(row, confidenceValues(before[i], after[i])));
       return rows;
     }
     // All thresholds in one set of forward passes: [thresholds × n] perturbed inputs.
     const perturbed = tf.tidy(() => tf.concat(p.thresholds.map((t) => zeroOut(input, m, t, p.cover)), 0) as tf.Tensor4D);
-    const after = classScores(model.model, perturbed, p.thresholds.flatMap(() => predicted), p.score);
-    perturbed.dispose();
+    let after: Float32Array;
+    try {
+      after = await classScores(model, perturbed, p.thresholds.flatMap(() => predicted), p.score);
+    } finally {
+      perturbed.dispose();
+    }
     p.thresholds.forEach((t, k) => {
       const suffix = `@${formatThreshold(t)}`;
       rows.forEach((row, i) => {

@@ -18,7 +18,8 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { createAjv, problemsFromAjv, type ValidateFunction } from '../../../core/manifest/ajv.ts';
 import { MissingInputError, UserError } from '../../../core/errors.ts';
-import type { Json, JsonSchema, Params } from '../../../core/plugins/types.ts';
+import type { Json, JsonSchema, LoadedModel, Params } from '../../../core/plugins/types.ts';
+import type { BackwardRule } from '../../../core/tensor/engine.ts';
 import { mixSeed } from '../../../core/random.ts';
 import { rawTensor } from '../../../core/tensor/image-batches.ts';
 import { readImage } from '../../../core/io/image-io.ts';
@@ -282,6 +283,31 @@ export async function baselineFor(kind: Json, batch: ExplainBatch, options: { se
     if (one.shape[3] !== c) throw new UserError(`baseline image ${kind} gives ${one.shape[3]} channels; the model takes ${c}.`);
     return tf.tile(one, [n, 1, 1, 1]) as tf.Tensor4D;
   });
+}
+
+// ---------------------------------------------------------------- gradients
+
+/** ∂score/∂x for each row of x, the score of row i being its logit for class targets[i], under the backward rule given (the caller disposes it). */
+export async function inputGradient(model: LoadedModel, x: tf.Tensor4D, targets: readonly number[], rule: BackwardRule = 'plain'): Promise<tf.Tensor4D> {
+  const { layers, input } = await model.engine.gradients(x, targets, { input: true, rule });
+  tf.dispose(layers.flatMap((layer) => [layer.activations, layer.gradients]));
+  if (!input) throw new Error(`the ${model.engine.info.engine} engine returned no input gradient`);
+  return input;
+}
+
+/** Each row's logit for its class targets[i] (a final softmax left out), without a backward pass. */
+export async function targetLogits(model: LoadedModel, x: tf.Tensor4D, targets: readonly number[]): Promise<Float32Array> {
+  const logits = await model.engine.scores(x);
+  try {
+    const [rows, classes] = logits.shape;
+    if (targets.length !== rows) throw new UserError(`${targets.length} target class(es) given for a batch of ${rows} image(s); give one per image.`);
+    const bad = targets.find((t) => !Number.isInteger(t) || t < 0 || t >= classes);
+    if (bad !== undefined) throw new UserError(`Target class ${bad} does not exist: the model scores ${classes} classes (0…${classes - 1}).`);
+    const all = logits.dataSync();
+    return Float32Array.from(targets, (t, i) => all[i * classes + t]);
+  } finally {
+    logits.dispose();
+  }
 }
 
 // ---------------------------------------------------------------- batching

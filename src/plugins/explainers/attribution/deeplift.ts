@@ -5,8 +5,7 @@
  * rule (see deepLiftRules); attribution = (x − baseline) · that gradient.
  */
 import * as tf from '@tensorflow/tfjs';
-import { deepLiftRules, modifiedInputGradient } from '../../../core/tensor/modified-backprop.ts';
-import { BASELINE_PARAM, BLUR_SIGMA_PARAM, SEED_PARAM, baselineFor, defineAttributionExplainer } from './attribution-base.ts';
+import { BASELINE_PARAM, BLUR_SIGMA_PARAM, SEED_PARAM, baselineFor, defineAttributionExplainer, inputGradient } from './attribution-base.ts';
 
 export const deepLift = defineAttributionExplainer({
   id: 'deeplift',
@@ -16,13 +15,15 @@ export const deepLift = defineAttributionExplainer({
   async attribute(batch, params) {
     const { model, input, targets } = batch;
     const baseline = await baselineFor(params.baseline, batch, { seed: params.seed as number, blurSigma: params.blurSigma as number });
+    const held: tf.Tensor[] = [baseline];
     try {
-      return tf.tidy(() => {
-        const gradient = modifiedInputGradient(model.model, tf.concat([input, baseline], 0), [...targets, ...targets], deepLiftRules());
-        return tf.mul(tf.sub(input, baseline), tf.slice(gradient, [0, 0, 0, 0], [input.shape[0], -1, -1, -1])) as tf.Tensor4D;
-      });
+      const both = tf.concat([input, baseline], 0);
+      held.push(both);
+      const gradient = await inputGradient(model, both, [...targets, ...targets], 'deeplift');
+      held.push(gradient);
+      return tf.tidy(() => tf.mul(tf.sub(input, baseline), tf.slice(gradient, [0, 0, 0, 0], [input.shape[0], -1, -1, -1])) as tf.Tensor4D);
     } finally {
-      baseline.dispose();
+      tf.dispose(held);
     }
   },
 });

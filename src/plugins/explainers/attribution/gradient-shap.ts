@@ -7,8 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { seededRandom } from '../../../core/random.ts';
-import { inputGradient } from '../../../core/tensor/gradients.ts';
-import { BASELINE_PARAM, BLUR_SIGMA_PARAM, INTERNAL_BATCH_PARAM, SEED_PARAM, accumulate, baselineFor, defineAttributionExplainer, imageSeeds, inChunks } from './attribution-base.ts';
+import { BASELINE_PARAM, BLUR_SIGMA_PARAM, INTERNAL_BATCH_PARAM, SEED_PARAM, accumulate, baselineFor, defineAttributionExplainer, imageSeeds, inChunks, inputGradient } from './attribution-base.ts';
 
 export const gradientShap = defineAttributionExplainer({
   id: 'gradient-shap',
@@ -41,16 +40,21 @@ export const gradientShap = defineAttributionExplainer({
         const noisy = tf.tidy(() => (stdevs > 0 ? tf.add(image, tf.randomNormal([samples, h, w, c], 0, stdevs, 'float32', seeds[i])) : tf.tile(image, [samples, 1, 1, 1])));
         const references = tf.tidy(() => tf.concat(picks.map((k) => tf.slice(distribution[k], [i, 0, 0, 0], [1, -1, -1, -1])), 0));
         let sum: tf.Tensor4D | undefined;
-        await inChunks(samples, params.internalBatchSize as number, (start, count) => {
-          const delta = tf.tidy(() => {
-            const x = tf.slice(noisy, [start, 0, 0, 0], [count, -1, -1, -1]);
-            const b = tf.slice(references, [start, 0, 0, 0], [count, -1, -1, -1]);
-            const alpha = tf.tensor4d(alphas.slice(start, start + count), [count, 1, 1, 1]);
-            const scaled = tf.add(tf.mul(alpha, x), tf.mul(tf.sub(1, alpha), b));
-            const gradient = inputGradient(model.model, scaled, new Array(count).fill(targets[i]));
-            return tf.sum(tf.mul(tf.sub(x, b), gradient), 0, true) as tf.Tensor4D;
-          });
-          sum = accumulate(sum, delta);
+        await inChunks(samples, params.internalBatchSize as number, async (start, count) => {
+          const [x, b] = [tf.slice(noisy, [start, 0, 0, 0], [count, -1, -1, -1]), tf.slice(references, [start, 0, 0, 0], [count, -1, -1, -1])];
+          const held: tf.Tensor[] = [x, b];
+          try {
+            const scaled = tf.tidy(() => {
+              const alpha = tf.tensor4d(alphas.slice(start, start + count), [count, 1, 1, 1]);
+              return tf.add(tf.mul(alpha, x), tf.mul(tf.sub(1, alpha), b)) as tf.Tensor4D;
+            });
+            held.push(scaled);
+            const gradient = await inputGradient(model, scaled, new Array(count).fill(targets[i]));
+            held.push(gradient);
+            sum = accumulate(sum, tf.tidy(() => tf.sum(tf.mul(tf.sub(x, b), gradient), 0, true) as tf.Tensor4D));
+          } finally {
+            tf.dispose(held);
+          }
         });
         perImage.push(tf.div(sum!, samples));
         tf.dispose([image, noisy, references, sum!]);

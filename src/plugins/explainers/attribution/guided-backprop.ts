@@ -1,12 +1,10 @@
 /** Guided backpropagation (Springenberg et al. 2015; Captum's GuidedBackprop): ReLUs pass back only positive gradients where their input was positive. */
-import * as tf from '@tensorflow/tfjs';
-import { guidedBackpropRules, modifiedInputGradient } from '../../../core/tensor/modified-backprop.ts';
-import { defineAttributionExplainer } from './attribution-base.ts';
+import { defineAttributionExplainer, inputGradient } from './attribution-base.ts';
 
 export const guidedBackprop = defineAttributionExplainer({
   id: 'guided-backprop',
   version: '1',
   description: 'Guided backprop: the input gradient with every ReLU passing back only positive gradients where its input was positive (Captum GuidedBackprop).',
   params: {},
-  attribute: ({ model, input, targets }) => modifiedInputGradient(model.model, input, targets, guidedBackpropRules()) as tf.Tensor4D,
+  attribute: ({ model, input, targets }) => inputGradient(model, input, targets, 'guided'),
 });

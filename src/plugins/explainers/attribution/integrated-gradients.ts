@@ -9,8 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../../../core/errors.ts';
-import { inputGradient } from '../../../core/tensor/gradients.ts';
-import { BASELINE_PARAM, BLUR_SIGMA_PARAM, INTERNAL_BATCH_PARAM, SEED_PARAM, accumulate, baselineFor, defineAttributionExplainer, inChunks } from './attribution-base.ts';
+import { BASELINE_PARAM, BLUR_SIGMA_PARAM, INTERNAL_BATCH_PARAM, SEED_PARAM, accumulate, baselineFor, defineAttributionExplainer, inChunks, inputGradient } from './attribution-base.ts';
 
 export const IG_METHODS = ['gausslegendre', 'riemann_left', 'riemann_right', 'riemann_middle', 'riemann_trapezoid'] as const;
 export type IgMethod = (typeof IG_METHODS)[number];
@@ -83,20 +82,28 @@ export const integratedGradients = defineAttributionExplainer({
     let sum: tf.Tensor2D | undefined;
     try {
       // Rows as Captum orders them: step-major, image-minor.
-      await inChunks(alphas.length * n, params.internalBatchSize as number, (start, count) => {
+      await inChunks(alphas.length * n, params.internalBatchSize as number, async (start, count) => {
         const rows = Array.from({ length: count }, (_, r) => start + r);
         const images = rows.map((row) => row % n);
-        const delta = tf.tidy(() => {
+        const scaled = tf.tidy(() => {
           const index = tf.tensor1d(images, 'int32');
           const alpha = tf.tensor4d(rows.map((row) => alphas[Math.floor(row / n)]), [count, 1, 1, 1]);
           const from = tf.gather(baseline, index);
-          const scaled = tf.add(from, tf.mul(alpha, tf.sub(tf.gather(input, index), from)));
-          const gradient = inputGradient(model.model, scaled, images.map((i) => targets[i]));
+          return tf.add(from, tf.mul(alpha, tf.sub(tf.gather(input, index), from))) as tf.Tensor4D;
+        });
+        let gradient: tf.Tensor4D;
+        try {
+          gradient = await inputGradient(model, scaled, images.map((i) => targets[i]));
+        } finally {
+          scaled.dispose();
+        }
+        const delta = tf.tidy(() => {
           // Σ over this chunk's rows of wₖ·gradient, per image: [n, rows] × [rows, h·w·c].
           const mix = new Float32Array(n * count);
           rows.forEach((row, r) => (mix[images[r] * count + r] = weights[Math.floor(row / n)]));
           return tf.matMul(tf.tensor2d(mix, [n, count]), tf.reshape(gradient, [count, -1])) as tf.Tensor2D;
         });
+        gradient.dispose();
         sum = accumulate(sum, delta);
       });
       return tf.tidy(() => tf.mul(tf.sub(input, baseline), tf.reshape(sum!, input.shape)) as tf.Tensor4D);

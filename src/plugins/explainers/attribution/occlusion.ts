@@ -10,8 +10,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../../../core/errors.ts';
-import { classScoresFor } from '../../../core/tensor/modified-backprop.ts';
-import { BASELINE_PARAM, BLUR_SIGMA_PARAM, INTERNAL_BATCH_PARAM, SEED_PARAM, baselineFor, defineAttributionExplainer, inChunks } from './attribution-base.ts';
+import { BASELINE_PARAM, BLUR_SIGMA_PARAM, INTERNAL_BATCH_PARAM, SEED_PARAM, baselineFor, defineAttributionExplainer, inChunks, targetLogits } from './attribution-base.ts';
 
 const PAIR = (description: string, fallback: number): Record<string, unknown> => ({
   anyOf: [{ type: 'integer', minimum: 1 }, { type: 'array', items: { type: 'integer', minimum: 1 }, minItems: 2, maxItems: 2 }],
@@ -52,26 +51,30 @@ export const occlusion = defineAttributionExplainer({
     const rows = tf.tensor2d(rowMasks);
     const cols = tf.tensor2d(colMasks);
     try {
-      const original = classScoresFor(model.model, input, targets);
-      const before = original.dataSync();
-      original.dispose();
+      const before = await targetLogits(model, input, targets);
       const drops = new Float32Array(n * windows);
       for (let i = 0; i < n; i++) {
         const image = tf.slice(input, [i, 0, 0, 0], [1, -1, -1, -1]);
         const reference = tf.slice(baseline, [i, 0, 0, 0], [1, -1, -1, -1]);
-        await inChunks(windows, params.internalBatchSize as number, (start, count) => {
-          const scores = tf.tidy(() => {
-            const k = Array.from({ length: count }, (_, j) => start + j);
-            const r = tf.gather(rows, tf.tensor1d(k.map((j) => Math.floor(j / colMasks.length)), 'int32'));
-            const q = tf.gather(cols, tf.tensor1d(k.map((j) => j % colMasks.length), 'int32'));
-            const mask = tf.reshape(tf.mul(tf.reshape(r, [count, h, 1]), tf.reshape(q, [count, 1, w])), [count, h, w, 1]);
-            const occluded = tf.add(tf.mul(image, tf.sub(1, mask)), tf.mul(reference, mask));
-            return classScoresFor(model.model, occluded, new Array(count).fill(targets[i]));
+        try {
+          await inChunks(windows, params.internalBatchSize as number, async (start, count) => {
+            const occluded = tf.tidy(() => {
+              const k = Array.from({ length: count }, (_, j) => start + j);
+              const r = tf.gather(rows, tf.tensor1d(k.map((j) => Math.floor(j / colMasks.length)), 'int32'));
+              const q = tf.gather(cols, tf.tensor1d(k.map((j) => j % colMasks.length), 'int32'));
+              const mask = tf.reshape(tf.mul(tf.reshape(r, [count, h, 1]), tf.reshape(q, [count, 1, w])), [count, h, w, 1]);
+              return tf.add(tf.mul(image, tf.sub(1, mask)), tf.mul(reference, mask)) as tf.Tensor4D;
+            });
+            try {
+              const scores = await targetLogits(model, occluded, new Array(count).fill(targets[i]));
+              scores.forEach((s, j) => (drops[i * windows + start + j] = before[i] - s));
+            } finally {
+              occluded.dispose();
+            }
           });
-          scores.dataSync().forEach((s, j) => (drops[i * windows + start + j] = before[i] - s));
-          scores.dispose();
-        });
-        tf.dispose([image, reference]);
+        } finally {
+          tf.dispose([image, reference]);
+        }
       }
       return tf.tidy(() => {
         const grid = tf.tensor3d(drops, [n, rowMasks.length, colMasks.length]);

@@ -4,7 +4,6 @@
  * drop of the target score, (original − ablated) / original.
  */
 import * as tf from '@tensorflow/tfjs';
-import { classScores, forwardFromLayer } from '../../../core/tensor/gradients.ts';
 import { batchSizeParam, channelWeighted, defineCam, scoresOf } from './cam-base.ts';
 
 /**
@@ -27,12 +26,15 @@ export const ablationcam = defineCam({
   description: 'Ablation-CAM (pytorch-grad-cam 1.5.5 AblationCAM): channels weighted by the relative drop of the target score when each is ablated.',
   usesGradients: false,
   params: { batchSize: batchSizeParam(32, 'Ablated copies of the activations') },
-  weighted: ({ model, input, targets, layer, activations, options }) => {
+  weighted: async ({ model, input, targets, layer, activations, options }) => {
     const [n, , , channels] = activations.shape;
-    const original = tf.tidy(() => {
-      const logits = classScores(model.model, input);
-      return tf.concat(targets.map((target, i) => scoresOf(tf.slice(logits, [i, 0], [1, -1]), target)));
-    });
+    const logits = await model.engine.scores(input);
+    let original: tf.Tensor1D;
+    try {
+      original = tf.tidy(() => tf.concat(targets.map((target, i) => scoresOf(tf.slice(logits, [i, 0], [1, -1]), target))));
+    } finally {
+      logits.dispose();
+    }
     const minima = tf.min(activations, [1, 2, 3]);
     const minimum = minima.dataSync();
     minima.dispose();
@@ -44,14 +46,21 @@ export const ablationcam = defineCam({
         try {
           for (let start = 0; start < channels; start += options.batchSize) {
             const count = Math.min(options.batchSize, channels - start);
-            const chunk = tf.tidy(() => {
+            const rows = tf.tidy(() => {
               // Row r ablates channel start + r (oneHot in int32, then cast: wasm's float OneHot is wrong).
               const hot = tf.reshape(tf.cast(tf.oneHot(tf.range(start, start + count, 1, 'int32'), channels), 'float32'), [count, 1, 1, channels]);
               const fill = tf.reshape(tf.tensor1d(ablationValues(minimum[i], count)), [count, 1, 1, 1]);
-              const rows = tf.add(tf.mul(tf.tile(own, [count, 1, 1, 1]), tf.sub(1, hot)), tf.mul(hot, fill));
-              // The module's output is replaced (DenseNet's norm5: before the ReLU that follows it), as the reference's ablation layer does.
-              return scoresOf(forwardFromLayer(model.model, layer.gradient, rows, { input: image }), targets[i]);
+              return tf.add(tf.mul(tf.tile(own, [count, 1, 1, 1]), tf.sub(1, hot)), tf.mul(hot, fill));
             });
+            let scores: tf.Tensor2D;
+            try {
+              // The module's output is replaced (DenseNet's norm5: before the ReLU that follows it), as the reference's ablation layer does.
+              scores = await model.engine.forwardFromLayer(layer.gradient, rows, { input: image });
+            } finally {
+              rows.dispose();
+            }
+            const chunk = scoresOf(scores, targets[i]);
+            scores.dispose();
             ablated.set(chunk.dataSync(), i * channels + start);
             chunk.dispose();
           }

@@ -10,7 +10,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../../../core/errors.ts';
 import type { CamLayers, Json, JsonSchema, LoadedModel, Params } from '../../../core/plugins/types.ts';
-import { layerGradients, layerOutputs } from '../../../core/tensor/gradients.ts';
 import { defineTensorExplainer, predictedClasses, type ExplainBatch, type TensorExplainer } from '../../../core/tensor/tensor-explainer.ts';
 
 /** The resolved params every CAM reads. */
@@ -358,17 +357,19 @@ function asMaps(tensor: tf.Tensor, layer: string, model: LoadedModel): tf.Tensor
 }
 
 /** Each target layer's activations, and gradients where the method uses them, from one forward (and backward) pass. */
-function layerInputs(spec: CamMethodSpec, model: LoadedModel, input: tf.Tensor4D, targets: number[], layers: CamLayers[]): { activations: tf.Tensor4D[]; gradients?: tf.Tensor4D[] } {
+async function layerInputs(spec: CamMethodSpec, model: LoadedModel, input: tf.Tensor4D, targets: number[], layers: CamLayers[]): Promise<{ activations: tf.Tensor4D[]; gradients?: tf.Tensor4D[] }> {
   const activationNames = layers.map((layer) => layer.activation);
   if (!spec.usesGradients) {
     const unique = [...new Set(activationNames)];
-    const outputs = layerOutputs(model.model, input, unique);
-    const activations = activationNames.map((name) => tf.clone(asMaps(outputs[unique.indexOf(name)], name, model)));
-    tf.dispose(outputs);
-    return { activations };
+    const outputs = await model.engine.layerOutputs(input, unique);
+    try {
+      return { activations: activationNames.map((name) => tf.clone(asMaps(outputs[unique.indexOf(name)], name, model))) };
+    } finally {
+      tf.dispose(outputs);
+    }
   }
   const unique = [...new Set([...layers.map((layer) => layer.gradient), ...activationNames])];
-  const result = layerGradients(model.model, input, unique, targets);
+  const result = await model.engine.gradients(input, targets, { layers: unique });
   try {
     const activations = activationNames.map((name) => tf.clone(asMaps(result.layers[unique.indexOf(name)].activations, name, model)));
     const gradients = layers.map((layer) => tf.clone(asMaps(result.layers[unique.indexOf(layer.gradient)].gradients, layer.gradient, model)));
@@ -379,14 +380,14 @@ function layerInputs(spec: CamMethodSpec, model: LoadedModel, input: tf.Tensor4D
     });
     return { activations, gradients };
   } finally {
-    tf.dispose(result.layers.flatMap((layer) => [layer.activations, layer.gradients]));
+    tf.dispose([...result.layers.flatMap((layer) => [layer.activations, layer.gradients]), ...(result.input ? [result.input] : [])]);
   }
 }
 
 /** The map of each target layer at its own resolution, after the ReLU (compute_cam_per_layer before scale_cam_image). */
 export async function layerCams(spec: CamMethodSpec, model: LoadedModel, input: tf.Tensor4D, targets: number[], options: CamOptions, warn: (message: string) => void): Promise<tf.Tensor3D[]> {
   const layers = camLayersOf(model, options.layer);
-  const { activations, gradients } = layerInputs(spec, model, input, targets, layers);
+  const { activations, gradients } = await layerInputs(spec, model, input, targets, layers);
   const cams: tf.Tensor3D[] = [];
   try {
     for (const [i, layer] of layers.entries()) {
@@ -420,7 +421,7 @@ async function augmentationSmoothed(maps: (input: tf.Tensor4D, targets: number[]
     for (const factor of [0.9, 1, 1.1]) {
       const augmented = tf.tidy(() => tf.mul(flip ? tf.reverse(batch.input, 2) : batch.input, factor) as tf.Tensor4D);
       try {
-        const targets = options.target === 'predicted' ? predictedClasses(batch.model.model, augmented) : batch.targets;
+        const targets = options.target === 'predicted' ? await predictedClasses(batch.model.engine, augmented) : batch.targets;
         const map = await maps(augmented, targets);
         const next = tf.tidy(() => (sum ? tf.add(sum, flip ? tf.reverse(map, 2) : map) : flip ? tf.reverse(map, 2) : tf.clone(map)) as tf.Tensor3D);
         map.dispose();

@@ -6,7 +6,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { LoadedModel } from '../../../core/plugins/types.ts';
 import { activationName } from '../../../core/tensor/constant-weight-layers.ts';
-import { layerGradients } from '../../../core/tensor/gradients.ts';
 import { compileLayerGraph } from '../../../core/tensor/layer-graph.ts';
 import { SMOOTHING_PARAMS, defineCamExplainer, principalProjection, scaleCam, scaleChannels } from './cam-base.ts';
 
@@ -59,7 +58,7 @@ export const fullgrad = defineCamExplainer({
   maps: async (model, input, targets, options, warn) => {
     const sources = biasSources(model, warn);
     try {
-      const result = layerGradients(model.model, input, sources.map((source) => source.name), targets, { inputGradient: true });
+      const result = await model.engine.gradients(input, targets, { layers: sources.map((source) => source.name), input: true });
       try {
         return tf.tidy(() => {
           const [, height, width] = input.shape;

@@ -4,7 +4,6 @@
  * channels of the masked inputs' target logits.
  */
 import * as tf from '@tensorflow/tfjs';
-import { classScores } from '../../../core/tensor/gradients.ts';
 import { batchSizeParam, channelWeighted, defineCam, scoresOf } from './cam-base.ts';
 
 export const scorecam = defineCam({
@@ -13,7 +12,7 @@ export const scorecam = defineCam({
   description: 'Score-CAM (pytorch-grad-cam 1.5.5 ScoreCAM): channels weighted by the softmax of the target scores of the input masked by each upsampled channel.',
   usesGradients: false,
   params: { batchSize: batchSizeParam(16, 'Masked inputs') },
-  weighted: ({ model, input, targets, activations, options }) => {
+  weighted: async ({ model, input, targets, activations, options }) => {
     const [n, height, width] = input.shape;
     const channels = activations.shape[3];
     const scores = new Float32Array(n * channels);
@@ -22,12 +21,20 @@ export const scorecam = defineCam({
       try {
         for (let start = 0; start < channels; start += options.batchSize) {
           const count = Math.min(options.batchSize, channels - start);
-          const chunk = tf.tidy(() => {
+          const masked = tf.tidy(() => {
             const upsampled = tf.image.resizeBilinear(tf.slice(activations, [i, 0, 0, start], [1, -1, -1, count]), [height, width], true);
             const low = tf.min(upsampled, [1, 2], true);
             const masks = tf.div(tf.sub(upsampled, low), tf.add(tf.sub(tf.max(upsampled, [1, 2], true), low), 1e-8));
-            return scoresOf(classScores(model.model, tf.mul(tf.transpose(masks, [3, 1, 2, 0]), image)), targets[i]);
+            return tf.mul(tf.transpose(masks, [3, 1, 2, 0]), image) as tf.Tensor4D;
           });
+          let logits: tf.Tensor2D;
+          try {
+            logits = await model.engine.scores(masked);
+          } finally {
+            masked.dispose();
+          }
+          const chunk = scoresOf(logits, targets[i]);
+          logits.dispose();
           scores.set(chunk.dataSync(), i * channels + start);
           chunk.dispose();
         }

@@ -1,0 +1,57 @@
+/**
+ * The TensorFlow.js engine: `ModelEngine` over the model's own tfjs layers on
+ * the current tfjs backend, through the constant-weight forward and backward
+ * passes of gradients.ts (plain gradients, forward from a layer) and
+ * modified-backprop.ts (guided backprop, DeepLift's rescale rule). It holds
+ * nothing of its own: the layers-model belongs to the LoadedModel.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { EngineInfo, GradientRequest, Gradients, ModelEngine, ScoreOptions } from './engine.ts';
+import { classScores, forwardFromLayer, inputGradient, layerGradients, layerOutputs } from './gradients.ts';
+import { deepLiftRules, guidedBackpropRules, modifiedInputGradient } from './modified-backprop.ts';
+
+export class TfjsEngine implements ModelEngine {
+  readonly #model: tf.LayersModel;
+
+  constructor(model: tf.LayersModel) {
+    this.#model = model;
+  }
+
+  /** Read when asked: the tfjs backend may change after the engine is made. */
+  get info(): EngineInfo {
+    return { engine: 'tfjs', device: tf.getBackend() };
+  }
+
+  async scores(x: tf.Tensor4D, options: ScoreOptions = {}): Promise<tf.Tensor2D> {
+    return classScores(this.#model, x, options) as tf.Tensor2D;
+  }
+
+  async layerOutputs(x: tf.Tensor4D, layers: readonly string[]): Promise<tf.Tensor[]> {
+    return layerOutputs(this.#model, x, layers);
+  }
+
+  async gradients(x: tf.Tensor4D, targets: readonly number[], request: GradientRequest): Promise<Gradients> {
+    const rule = request.rule ?? 'plain';
+    const layers = request.layers ?? [];
+    if (rule !== 'plain') {
+      if (layers.length > 0 || !request.input) throw new Error(`the ${rule} backward rule gives the input gradient alone; ask for it (input: true) and for no layers`);
+      // The modified rules always score the logits.
+      if (request.beforeSoftmax === false) throw new Error(`the ${rule} backward rule scores the logits; beforeSoftmax: false is not supported with it`);
+      const rules = rule === 'guided' ? guidedBackpropRules() : deepLiftRules();
+      return { layers: [], input: modifiedInputGradient(this.#model, x, targets, rules) as tf.Tensor4D };
+    }
+    const options = { beforeSoftmax: request.beforeSoftmax };
+    if (layers.length === 0) {
+      if (!request.input) throw new Error('gradients: ask for layers, the input gradient, or both');
+      return { layers: [], input: inputGradient(this.#model, x, targets, options) as tf.Tensor4D };
+    }
+    const result = layerGradients(this.#model, x, layers, targets, { ...options, inputGradient: request.input === true });
+    return { layers: result.layers, input: result.input as tf.Tensor4D | undefined };
+  }
+
+  async forwardFromLayer(layer: string, activations: tf.Tensor, options: ScoreOptions & { readonly input?: tf.Tensor4D } = {}): Promise<tf.Tensor2D> {
+    return forwardFromLayer(this.#model, layer, activations, options) as tf.Tensor2D;
+  }
+
+  dispose(): void {}
+}
