@@ -1,0 +1,90 @@
+/**
+ * One ONNX Runtime inference session over a model held in memory. Importing
+ * this file loads nothing native: onnxruntime-node (and its shared library)
+ * is imported on the first session, so commands that never use the onnx
+ * engine never pay for it, and a machine without a build of it can still run
+ * the tfjs engine.
+ *
+ * `run` fetches only the outputs asked for: every MB ONNX Runtime hands back
+ * to JavaScript costs milliseconds (fresh pages), so a caller names what it
+ * needs and the rest stays inside the session.
+ */
+import type * as Ort from 'onnxruntime-node';
+
+export type OnnxDevice = 'cpu' | 'webgpu' | 'cuda';
+
+export interface SessionOptions {
+  readonly device: OnnxDevice;
+  /** Intra-op threads (absent: ONNX Runtime's default, one per core). */
+  readonly threads?: number;
+}
+
+/** A tensor in or out of a session, C order. */
+export interface HostTensor<T extends Float32Array | BigInt64Array | Int32Array = Float32Array> {
+  readonly data: T;
+  readonly shape: readonly number[];
+}
+
+export type SessionInput = HostTensor<Float32Array> | HostTensor<BigInt64Array> | HostTensor<Int32Array>;
+
+let runtime: Promise<typeof Ort> | undefined;
+
+/** onnxruntime-node, loaded on first use. */
+export function onnxRuntime(): Promise<typeof Ort> {
+  return (runtime ??= import('onnxruntime-node'));
+}
+
+function tensorType(data: SessionInput['data']): 'float32' | 'int64' | 'int32' {
+  if (data instanceof Float32Array) return 'float32';
+  if (data instanceof BigInt64Array) return 'int64';
+  return 'int32';
+}
+
+export class OnnxSession {
+  private released = false;
+
+  private constructor(private readonly ort: typeof Ort, private readonly session: Ort.InferenceSession, readonly options: SessionOptions) {}
+
+  static async create(model: Uint8Array, options: SessionOptions): Promise<OnnxSession> {
+    const ort = await onnxRuntime();
+    const session = await ort.InferenceSession.create(model, {
+      executionProviders: [options.device],
+      ...(options.threads !== undefined ? { intraOpNumThreads: options.threads } : {}),
+      // One graph runs at a time; parallelism is inside the kernels.
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      graphOptimizationLevel: 'all',
+      // Warnings (e.g. nodes placed on the CPU beside a GPU provider) are ONNX
+      // Runtime's business; salgrid says itself what runs where.
+      logSeverityLevel: 3,
+    });
+    return new OnnxSession(ort, session, options);
+  }
+
+  get inputNames(): readonly string[] {
+    return this.session.inputNames;
+  }
+
+  get outputNames(): readonly string[] {
+    return this.session.outputNames;
+  }
+
+  /** Runs the graph on `inputs` (by input name) and returns the named outputs, in that order. */
+  async run(inputs: Readonly<Record<string, SessionInput>>, outputs: readonly string[]): Promise<HostTensor[]> {
+    if (this.released) throw new Error('ONNX session used after release');
+    const feeds: Record<string, Ort.Tensor> = {};
+    for (const [name, tensor] of Object.entries(inputs)) feeds[name] = new this.ort.Tensor(tensorType(tensor.data), tensor.data, [...tensor.shape]);
+    const results = await this.session.run(feeds, [...outputs]);
+    return outputs.map((name) => {
+      const result = results[name];
+      if (result.type !== 'float32') throw new Error(`ONNX output ${name} is ${result.type}, not float32`);
+      return { data: result.data as Float32Array, shape: [...result.dims] };
+    });
+  }
+
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    await this.session.release();
+  }
+}
