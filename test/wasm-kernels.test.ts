@@ -15,12 +15,17 @@ import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { seededRandom } from '../src/core/random.ts';
+import { inputGradient, layerOutputs } from '../src/core/tensor/gradients.ts';
 import { conv2dBackpropInput } from '../src/core/tensor/wasm-kernels/conv2d-backprop-input.ts';
 import { WASM_TRAINING_KERNELS, registerWasmTrainingKernels } from '../src/core/tensor/wasm-kernels/index.ts';
 import { unsortedSegmentSum } from '../src/core/tensor/wasm-kernels/unsorted-segment-sum.ts';
 import { initWasmBackend } from '../src/core/tensor/wasm-setup.ts';
+import { integrationPoints } from '../src/plugins/explainers/attribution/integrated-gradients.ts';
 
 const RELATIVE_TOLERANCE = 1e-4;
+
+/** wasm's own Conv2DBackpropInput, kept before salgrid's faster one may replace it in this process. */
+const WASM_OWN_CONV2D_BACKPROP_INPUT = tf.getKernel('Conv2DBackpropInput', 'wasm')!.kernelFunc;
 
 type Shape = number[];
 interface Input { values: Float32Array | Int32Array; shape: Shape; dtype?: 'float32' | 'int32' }
@@ -477,3 +482,233 @@ describe('opt-in faster Conv2DBackpropInput on wasm', () => {
     await compareTraining(smallCnn, () => tf.train.adam(1e-3), true, floatInput([4, 17, 17, 3], 21), [0, 1, 2, 3], 4);
   });
 });
+
+// ---- integrated gradients of a small residual net, wasm against cpu (issue 14, item 6) ---------------
+
+/**
+ * The input-gradient kernels at the shapes integrated gradients runs them on
+ * (a 48×48 RGB batch into a 3×3 stride-2 'same' stem; a depthwise 3×3 at
+ * 24×24), against their defining sums in float64 — independent of the cpu
+ * backend. dy is mostly zeros, as after ReLU masks.
+ */
+describe('input-gradient kernels on wasm at the shapes of an integrated-gradients batch', () => {
+  const stem = { n: 8, h: 48, w: 48, c: 3, k: [3, 3] as [number, number], s: 2, pad: 'same' as const, co: 8 };
+  const sparse = (shape: Shape, seed: number) => {
+    const random = seededRandom(seed);
+    return { values: Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => (random() < 0.7 ? 0 : random() * 2 - 1)), shape };
+  };
+
+  function bruteForceConvInput(k: ConvCase, dy: Float32Array, filter: Float32Array): Float64Array {
+    const { outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw, padInfo } = convOutput(k, false);
+    const [kh, kw] = k.k;
+    const co = k.co!;
+    const dx = new Float64Array(k.n * k.h * k.w * k.c);
+    for (let b0 = 0; b0 < k.n; b0++) for (let r = 0; r < oh; r++) for (let q = 0; q < ow; q++) for (let a = 0; a < kh; a++) for (let b = 0; b < kw; b++) {
+      const xr = r * sh + a - padInfo.top;
+      const xc = q * sw + b - padInfo.left;
+      if (xr < 0 || xc < 0 || xr >= k.h || xc >= k.w) continue;
+      for (let i = 0; i < k.c; i++) {
+        let sum = 0;
+        for (let o = 0; o < co; o++) sum += filter[((a * kw + b) * k.c + i) * co + o] * dy[((b0 * oh + r) * ow + q) * co + o];
+        dx[((b0 * k.h + xr) * k.w + xc) * k.c + i] += sum;
+      }
+    }
+    return dx;
+  }
+
+  it(`Conv2DBackpropInput, wasm's own and salgrid's faster one: ${describeCase(stem)}`, async () => {
+    const info = convOutput(stem, false);
+    const dy = sparse([stem.n, info.outHeight, info.outWidth, stem.co], 31);
+    const filter = floatInput([3, 3, stem.c, stem.co], 32);
+    const expected = bruteForceConvInput(stem, dy.values, filter.values as Float32Array);
+    const attrs = { strides: stem.s, pad: stem.pad, dataFormat: 'NHWC', inputShape: [stem.n, stem.h, stem.w, stem.c] } as unknown as tf.NamedAttrMap;
+    const own = await onBackend('wasm', { dy, filter }, (t) => tf.engine().makeTensorFromTensorInfo(WASM_OWN_CONV2D_BACKPROP_INPUT({ inputs: t, backend: tf.backend(), attrs }) as tf.TensorInfo));
+    const faster = await onBackend('wasm', { dy, filter }, (t) => conv2dBackpropInput({ inputs: t, backend: tf.backend(), attrs }));
+    assertClose(own, expected, "wasm's own");
+    assertClose(faster, expected, "salgrid's");
+  });
+
+  it('DepthwiseConv2dNativeBackpropInput: n50 24×24×8 k3×3 s1 same', async () => {
+    const k: ConvCase = { n: 50, h: 24, w: 24, c: 8, k: [3, 3], s: 1, pad: 'same' };
+    const dy = sparse([k.n, k.h, k.w, k.c], 33);
+    const filter = floatInput([3, 3, k.c, 1], 34);
+    const { dx: expected } = bruteForceDepthwise(k, new Float32Array(k.n * k.h * k.w * k.c), dy.values, filter.values as Float32Array);
+    const actual = await onBackend('wasm', { dy, filter }, (t) => tf.engine().runKernel('DepthwiseConv2dNativeBackpropInput', t, { strides: 1, pad: 'same', dilations: 1, inputShape: [k.n, k.h, k.w, k.c] }) as tf.Tensor);
+    assertClose(actual, expected, 'input gradient');
+  });
+});
+
+/**
+ * The case of issue 14 (item 6): integrated gradients (50 Gauss–Legendre
+ * steps, zero baseline) of a small residual net at 48×48 — stem conv, batch
+ * norm, ReLU6; depthwise and pointwise convs with batch norm and ReLU6; a
+ * residual Add; average pooling; a 1×1 head conv with ReLU; global pooling;
+ * 3 classes — on wasm (with wasm's own Conv2DBackpropInput and with
+ * salgrid's) against cpu, on the raw attributions.
+ *
+ * Both backends compute the forward pass to float32 rounding (observed
+ * ≤ 3e-7 relative) but not bit for bit: XNNPACK sums in another order. A
+ * pre-activation that lands within that rounding of a ReLU/ReLU6 corner
+ * (|z| ≲ 1e-7; 2 images of 60 in a sweep of this net at widths 8 and 32)
+ * then has its gradient mask set on one backend and cleared on the other,
+ * and the attribution moves by up to ~1e-2 of its maximum inside that one
+ * unit's receptive field (a 3×3 patch for a stem unit: the issue's "single
+ * pixels") while every other pixel agrees to 1e-7. No kernel is wrong
+ * there: image seed 8 has such a tie (a stem unit at IG step 21: cpu −5.9e-9,
+ * wasm +2.5e-9, float64 −5.95e-9). So the comparison finds every unit whose
+ * mask differs between the backends and leaves out only those units'
+ * receptive fields; everywhere else the attributions must agree to 1e-6 of
+ * their maximum, and such ties must stay rare. (A kernel error at one input
+ * pixel, e.g. 4 % at one pixel of Conv2DBackpropInput's output, fails this.)
+ */
+describe('integrated gradients of a small residual net on wasm equal cpu (issue 14)', () => {
+  const SIZE = 48;
+  const STEPS = 50;
+  const TARGET = 0;
+  const IMAGE_SEEDS = [7, 8];
+  /** The ReLU6 inputs (batch-norm outputs) and the head conv's ReLU output: the values whose masks gate the gradient. */
+  const GATES = ['stem_bn', 'dw_bn', 'head'] as const;
+
+  function residualNet(): tf.LayersModel {
+    const L = tf.layers;
+    const apply = (layer: tf.layers.Layer, x: tf.SymbolicTensor | tf.SymbolicTensor[]) => layer.apply(x) as tf.SymbolicTensor;
+    const input = tf.input({ shape: [SIZE, SIZE, 3] });
+    const stemConv = apply(L.conv2d({ name: 'stem', filters: 8, kernelSize: 3, strides: 2, padding: 'same', useBias: false }), input);
+    const stem = apply(L.reLU({ name: 'stem_relu6', maxValue: 6 }), apply(L.batchNormalization({ name: 'stem_bn' }), stemConv));
+    const dw = apply(L.depthwiseConv2d({ name: 'dw', kernelSize: 3, padding: 'same', useBias: false }), stem);
+    const dwOut = apply(L.reLU({ name: 'dw_relu6', maxValue: 6 }), apply(L.batchNormalization({ name: 'dw_bn' }), dw));
+    const pw = apply(L.batchNormalization({ name: 'pw_bn' }), apply(L.conv2d({ name: 'pw', filters: 8, kernelSize: 1, useBias: false }), dwOut));
+    const pooled = apply(L.averagePooling2d({ name: 'pool', poolSize: 2, strides: 2 }), apply(L.add({ name: 'add' }), [stem, pw]));
+    const head = apply(L.conv2d({ name: 'head', filters: 16, kernelSize: 1, activation: 'relu' }), pooled);
+    const logits = apply(L.dense({ name: 'logits', units: 3 }), apply(L.globalAveragePooling2d({ name: 'gap' }), head));
+    return tf.model({ inputs: input, outputs: logits });
+  }
+
+  /** Seeded weights with non-trivial batch-norm statistics, so that every batch norm shifts and scales. */
+  function residualWeights(model: tf.LayersModel): tf.Tensor[] {
+    return model.weights.map((w, i) => {
+      const random = seededRandom(1000 + i);
+      const shape = w.shape as number[];
+      const size = shape.reduce((a, b) => a * b, 1);
+      const draw = (f: () => number) => tf.tensor(Float32Array.from({ length: size }, f), shape);
+      if (/moving_variance|gamma/.test(w.name)) return draw(() => 0.5 + random());
+      if (/moving_mean|beta/.test(w.name)) return draw(() => (random() - 0.5) * 0.4);
+      if (/bias/.test(w.name)) return draw(() => (random() - 0.5) * 0.2);
+      const receptive = shape.slice(0, -2).reduce((a, b) => a * b, 1);
+      const limit = 2 * Math.sqrt(6 / (receptive * (shape[shape.length - 2] + shape[shape.length - 1])));
+      return draw(() => (random() * 2 - 1) * limit);
+    });
+  }
+
+  const image = (seed: number) => {
+    const random = seededRandom(seed);
+    return Float32Array.from({ length: SIZE * SIZE * 3 }, () => random());
+  };
+
+  interface IgRun { attributions: Float32Array; gates: Float32Array[]; gateShapes: number[][] }
+
+  /** x ⊙ Σₖ wₖ ∇f(αₖ x), and the gate values of every step. */
+  async function integratedGradients(backend: 'cpu' | 'wasm', seed: number): Promise<IgRun> {
+    await tf.setBackend(backend);
+    const model = residualNet();
+    const weights = residualWeights(model);
+    model.setWeights(weights);
+    tf.dispose(weights);
+    const x = image(seed);
+    const { alphas, weights: stepWeights } = integrationPoints('gausslegendre', STEPS);
+    const { gradient, gates } = tf.tidy(() => {
+      const path = tf.mul(tf.tensor4d(alphas, [STEPS, 1, 1, 1]), tf.tensor4d(x, [1, SIZE, SIZE, 3]));
+      return { gradient: inputGradient(model, path, alphas.map(() => TARGET)), gates: layerOutputs(model, path, [...GATES]) };
+    });
+    const g = (await gradient.data()) as Float32Array;
+    const gateValues = await Promise.all(gates.map(async (t) => (await t.data()) as Float32Array));
+    const gateShapes = gates.map((t) => t.shape);
+    tf.dispose([gradient, ...gates]);
+    model.dispose();
+    const pixels = SIZE * SIZE * 3;
+    const attributions = new Float32Array(pixels);
+    for (let i = 0; i < pixels; i++) {
+      let sum = 0;
+      for (let k = 0; k < STEPS; k++) sum += stepWeights[k] * g[k * pixels + i];
+      attributions[i] = x[i] * sum;
+    }
+    return { attributions, gates: gateValues, gateShapes };
+  }
+
+  /** Whether the gradient passes the gate: ReLU6's clip passes 0 ≤ z ≤ 6; the fused ReLU's mask is y > 0. */
+  const passes = (gate: (typeof GATES)[number], v: number) => (gate === 'head' ? v > 0 : v >= 0 && v <= 6);
+
+  /**
+   * Input rows (or columns) a gate unit at row r reaches through the backward
+   * pass. The stem (3×3, stride 2, 'same' at 48: no top padding) maps stem
+   * rows lo…hi to input rows 2·lo…2·hi + 2; a depthwise unit spreads over
+   * stem rows r − 1…r + 1 (3×3); a head unit over the 2×2 pool window, then
+   * the depthwise 3×3 of the residual branch: stem rows 2r − 1…2r + 2.
+   */
+  function reach(gate: (typeof GATES)[number], r: number): [number, number] {
+    const [lo, hi] = gate === 'stem_bn' ? [r, r] : gate === 'dw_bn' ? [r - 1, r + 1] : [2 * r - 1, 2 * r + 2];
+    return [Math.max(0, 2 * lo), Math.min(SIZE - 1, 2 * hi + 2)];
+  }
+
+  let cpuRuns: Map<number, IgRun>;
+  before(async () => {
+    cpuRuns = new Map();
+    for (const seed of IMAGE_SEEDS) cpuRuns.set(seed, await integratedGradients('cpu', seed));
+  });
+
+  async function compareWithCpu(t: { diagnostic(message: string): void }): Promise<void> {
+    for (const seed of IMAGE_SEEDS) {
+      const cpu = cpuRuns.get(seed)!;
+      const wasm = await integratedGradients('wasm', seed);
+      const excluded = new Uint8Array(SIZE * SIZE);
+      const ties: string[] = [];
+      GATES.forEach((gate, l) => {
+        assertClose(wasm.gates[l], cpu.gates[l], `image ${seed}: ${gate} forward`, 1e-6);
+        const [, h, w, c] = cpu.gateShapes[l];
+        cpu.gates[l].forEach((v, i) => {
+          if (passes(gate, v) === passes(gate, wasm.gates[l][i])) return;
+          const r = Math.floor(i / (w * c)) % h;
+          const q = Math.floor(i / c) % w;
+          ties.push(`${gate} step ${Math.floor(i / (h * w * c))} (${r}, ${q}) channel ${i % c}: cpu ${v.toExponential(2)}, wasm ${wasm.gates[l][i].toExponential(2)}`);
+          const [top, bottom] = reach(gate, r);
+          const [left, right] = reach(gate, q);
+          for (let y = top; y <= bottom; y++) excluded.fill(1, y * SIZE + left, y * SIZE + right + 1);
+        });
+      });
+      assert.ok(ties.length <= 2, `image ${seed}: ${ties.length} gradient masks differ between cpu and wasm; ties within rounding are rare, so the forward pass must be off: ${ties.slice(0, 5).join('; ')}`);
+      const scale = maxAbs(cpu.attributions);
+      let worst = 0;
+      let worstTied = 0;
+      cpu.attributions.forEach((v, i) => {
+        const error = Math.abs(wasm.attributions[i] - v) / scale;
+        if (excluded[Math.floor(i / 3)]) worstTied = Math.max(worstTied, error);
+        else worst = Math.max(worst, error);
+      });
+      assert.ok(worst <= 1e-6, `image ${seed}: attributions differ by ${worst.toExponential(2)} of their maximum outside the receptive fields of tied units (${ties.length} ties)`);
+      if (ties.length) t.diagnostic(`image ${seed}: ${ties.join('; ')}; up to ${worstTied.toExponential(1)} of the maximum inside its reach, ≤ ${worst.toExponential(1)} elsewhere`);
+    }
+  }
+
+  it("with wasm's own Conv2DBackpropInput", async (t) => {
+    await usingWasmKernel('Conv2DBackpropInput', WASM_OWN_CONV2D_BACKPROP_INPUT, () => compareWithCpu(t));
+  });
+
+  it("with salgrid's faster Conv2DBackpropInput (what `salgrid explain --backend wasm` uses)", async (t) => {
+    await usingWasmKernel('Conv2DBackpropInput', conv2dBackpropInput as tf.KernelFunc, () => compareWithCpu(t));
+  });
+});
+
+/** Runs `body` with `kernelFunc` registered for wasm under `kernelName`, then restores what was registered. */
+async function usingWasmKernel(kernelName: string, kernelFunc: tf.KernelFunc, body: () => Promise<void>): Promise<void> {
+  const previous = tf.getKernel(kernelName, 'wasm');
+  const swap = (func: tf.KernelFunc) => {
+    if (tf.getKernel(kernelName, 'wasm')) tf.unregisterKernel(kernelName, 'wasm');
+    tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: func });
+  };
+  swap(kernelFunc);
+  try {
+    await body();
+  } finally {
+    if (previous) swap(previous.kernelFunc);
+  }
+}
