@@ -5,9 +5,9 @@
  * engine never pay for it, and a machine without a build of it can still run
  * the tfjs engine.
  *
- * `run` fetches only the outputs asked for: every MB ONNX Runtime hands back
- * to JavaScript costs milliseconds (fresh pages), so a caller names what it
- * needs and the rest stays inside the session.
+ * Every MB ONNX Runtime hands back to JavaScript costs milliseconds (fresh
+ * pages), so the graphs salgrid builds output only what their callers read,
+ * and the rest stays inside the session.
  */
 import type * as Ort from 'onnxruntime-node';
 
@@ -74,7 +74,9 @@ export class OnnxSession {
     if (this.released) throw new Error('ONNX session used after release');
     const feeds: Record<string, Ort.Tensor> = {};
     for (const [name, tensor] of Object.entries(inputs)) feeds[name] = new this.ort.Tensor(tensorType(tensor.data), tensor.data, [...tensor.shape]);
-    const results = await this.session.run(feeds, [...outputs]);
+    // onnxruntime-node 1.23 labels a partial fetch wrongly (the values of the outputs asked for come back under the
+    // graph's first output names), so every output is fetched; salgrid's graphs output only what their callers read.
+    const results = await this.session.run(feeds);
     return outputs.map((name) => {
       const result = results[name];
       if (result.type !== 'float32') throw new Error(`ONNX output ${name} is ${result.type}, not float32`);

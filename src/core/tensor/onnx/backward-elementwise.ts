@@ -1,0 +1,156 @@
+/**
+ * Backward rules of element-wise ops: activations (with tfjs's conventions at
+ * the kinks, so that both engines agree there), broadcasting arithmetic, and
+ * Softmax.
+ */
+import type { BackwardContext, BackwardRule, Gradient } from './backward-context.ts';
+import type { GraphNode } from './graph.ts';
+import { floatAttribute, intAttribute } from './node-attributes.ts';
+
+const label = (node: GraphNode): string => node.name ?? node.outputs[0];
+
+/** Name of the gradient a node passes to its input `i`. */
+export function gradientName(node: GraphNode, i = 0): string {
+  return `${node.inputs[i]}.grad.${label(node)}`;
+}
+
+function bool(ctx: BackwardContext, op: string, inputs: readonly string[], name: string, shape: readonly number[]): string {
+  return ctx.op(op, inputs, name, shape, undefined, 'bool');
+}
+
+/**
+ * dy where `keep`, else 0, as dy times the mask cast to float: twice as fast
+ * in ONNX Runtime 1.23 as Where (11 ms against 21 ms over 9.6 M values).
+ */
+export function masked(ctx: BackwardContext, keep: string, dy: string, name: string): string {
+  const shape = ctx.shape(keep);
+  const mask = ctx.memo(`mask:${keep}`, () => ctx.op('Cast', [keep], `${keep}.float`, shape, { to: { int: 1 } }));
+  return ctx.op('Mul', [dy, mask], name, ctx.shape(dy));
+}
+
+/** Relu: dy where the input was positive (tfjs: dy·step(x), 0 at x = 0). */
+export const reluBackward: BackwardRule = (ctx, node, dy) => {
+  const y = node.outputs[0];
+  const positive = bool(ctx, 'Greater', [y, ctx.scalar(0)], `${y}.positive`, ctx.shape(y));
+  return [{ value: masked(ctx, positive, ctx.materialize(dy), gradientName(node)) }];
+};
+
+/**
+ * Clip (ReLU6 and its kin): dy where min < x < max, read from the output
+ * (min < y < max) so that the forward convolution, batch norm and clip still
+ * fuse into one kernel. tfjs's relu6 gradient also passes dy at x = max
+ * exactly, which a continuous input reaches with probability zero.
+ */
+export const clipBackward: BackwardRule = (ctx, node, dy) => {
+  const [, min, max] = node.inputs;
+  const y = node.outputs[0];
+  const shape = ctx.shape(y);
+  const conditions: string[] = [];
+  if (min !== undefined && min !== '') conditions.push(bool(ctx, 'Greater', [y, min], `${y}.aboveMin`, shape));
+  if (max !== undefined && max !== '') conditions.push(bool(ctx, 'Less', [y, max], `${y}.belowMax`, shape));
+  const g = ctx.materialize(dy);
+  if (conditions.length === 0) return [{ value: g }];
+  const keep = conditions.length === 1 ? conditions[0] : bool(ctx, 'And', conditions, `${y}.inRange`, shape);
+  return [{ value: masked(ctx, keep, g, gradientName(node)) }];
+};
+
+/** dy·y·(1 − y). */
+export const sigmoidBackward: BackwardRule = (ctx, node, dy) => {
+  const y = node.outputs[0];
+  const shape = ctx.shape(y);
+  const slope = ctx.op('Mul', [y, ctx.op('Sub', [ctx.scalar(1), y], `${y}.complement`, shape)], `${y}.slope`, shape);
+  return [{ value: ctx.op('Mul', [ctx.materialize(dy), slope], gradientName(node), shape) }];
+};
+
+/** dy·(1 − y²). */
+export const tanhBackward: BackwardRule = (ctx, node, dy) => {
+  const y = node.outputs[0];
+  const shape = ctx.shape(y);
+  const slope = ctx.op('Sub', [ctx.scalar(1), ctx.op('Mul', [y, y], `${y}.squared`, shape)], `${y}.slope`, shape);
+  return [{ value: ctx.op('Mul', [ctx.materialize(dy), slope], gradientName(node), shape) }];
+};
+
+/** dy where y ≥ 0, else dy·(y + α) (tfjs's EluGrad). */
+export const eluBackward: BackwardRule = (ctx, node, dy) => {
+  const y = node.outputs[0];
+  const shape = ctx.shape(y);
+  const alpha = floatAttribute(node, 'alpha', 1);
+  const g = ctx.materialize(dy);
+  const nonNegative = bool(ctx, 'GreaterOrEqual', [y, ctx.scalar(0)], `${y}.nonNegative`, shape);
+  const negative = ctx.op('Mul', [g, ctx.op('Add', [y, ctx.scalar(alpha)], `${y}.slope`, shape)], `${g}.elu`, shape);
+  return [{ value: ctx.op('Where', [nonNegative, g, negative], gradientName(node), shape) }];
+};
+
+/** dy·sigmoid(x). */
+export const softplusBackward: BackwardRule = (ctx, node, dy) => {
+  const x = node.inputs[0];
+  const shape = ctx.shape(x);
+  return [{ value: ctx.op('Mul', [ctx.materialize(dy), ctx.op('Sigmoid', [x], `${x}.sigmoid`, shape)], gradientName(node), shape) }];
+};
+
+/** dy where x > 0 (read from y where α ≥ 0 keeps the sign), else α·dy. */
+export const leakyReluBackward: BackwardRule = (ctx, node, dy) => {
+  const alpha = floatAttribute(node, 'alpha', 0.01);
+  const source = alpha >= 0 ? node.outputs[0] : node.inputs[0];
+  const shape = ctx.shape(source);
+  const g = ctx.materialize(dy);
+  const positive = bool(ctx, 'Greater', [source, ctx.scalar(0)], `${source}.positive`, shape);
+  const leaked = ctx.op('Mul', [g, ctx.scalar(alpha)], `${g}.leaked`, shape);
+  return [{ value: ctx.op('Where', [positive, g, leaked], gradientName(node), shape) }];
+};
+
+/** y·(dy − Σ dy·y) over the softmax axis. */
+export const softmaxBackward: BackwardRule = (ctx, node, dy) => {
+  const y = node.outputs[0];
+  const shape = ctx.shape(y);
+  const axis = (intAttribute(node, 'axis', -1) + shape.length) % shape.length;
+  const g = ctx.materialize(dy);
+  const product = ctx.op('Mul', [g, y], `${g}.timesY`, shape);
+  const total = ctx.op('ReduceSum', [product, ctx.int64(`${y}.axis`, [axis])], `${g}.total`, shape.map((size, i) => (i === axis ? 1 : size)), { keepdims: { int: 1 } });
+  const centred = ctx.op('Sub', [g, total], `${g}.centred`, shape);
+  return [{ value: ctx.op('Mul', [y, centred], gradientName(node), shape) }];
+};
+
+/** g (of a broadcast result's shape) summed down to `target`, the shape of the operand that was broadcast. */
+export function reduceTo(ctx: BackwardContext, g: string, target: readonly number[], name: string): string {
+  const shape = ctx.shape(g);
+  if (shape.length === target.length && shape.every((size, i) => size === target[i])) return g;
+  const offset = shape.length - target.length;
+  const axes = shape.flatMap((size, i) => (i < offset || (target[i - offset] === 1 && size !== 1) ? [i] : []));
+  const summed = axes.length === 0
+    ? g
+    : ctx.op('ReduceSum', [g, ctx.int64(`${name}.axes`, axes)], `${name}.summed`, shape.map((size, i) => (axes.includes(i) ? 1 : size)), { keepdims: { int: 1 } });
+  return ctx.reshape(summed, target, name);
+}
+
+function operandGradient(ctx: BackwardContext, node: GraphNode, i: number, g: string): Gradient {
+  return { value: reduceTo(ctx, g, ctx.shape(node.inputs[i]), gradientName(node, i)) };
+}
+
+export const addBackward: BackwardRule = (ctx, node, dy, wants) => {
+  const g = ctx.materialize(dy);
+  return node.inputs.map((_, i) => (wants[i] ? operandGradient(ctx, node, i, g) : undefined));
+};
+
+export const subBackward: BackwardRule = (ctx, node, dy, wants) => {
+  const g = ctx.materialize(dy);
+  return [
+    wants[0] ? operandGradient(ctx, node, 0, g) : undefined,
+    wants[1] ? operandGradient(ctx, node, 1, ctx.op('Neg', [g], `${g}.negated`, ctx.shape(g))) : undefined,
+  ];
+};
+
+export const mulBackward: BackwardRule = (ctx, node, dy, wants) => {
+  const g = ctx.materialize(dy);
+  const shape = ctx.shape(g);
+  return [0, 1].map((i) => (wants[i] ? operandGradient(ctx, node, i, ctx.op('Mul', [g, node.inputs[1 - i]], `${gradientName(node, i)}.full`, shape)) : undefined));
+};
+
+/** d(a/b) = da/b − db·(a/b)/b. */
+export const divBackward: BackwardRule = (ctx, node, dy, wants) => {
+  const g = ctx.materialize(dy);
+  const shape = ctx.shape(g);
+  const quotient = ctx.op('Div', [g, node.inputs[1]], `${g}.overDivisor`, shape);
+  const divisorGradient = (): string => ctx.op('Neg', [ctx.op('Mul', [quotient, node.outputs[0]], `${quotient}.timesY`, shape)], `${gradientName(node, 1)}.full`, shape);
+  return [wants[0] ? operandGradient(ctx, node, 0, quotient) : undefined, wants[1] ? operandGradient(ctx, node, 1, divisorGradient()) : undefined];
+};

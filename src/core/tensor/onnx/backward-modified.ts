@@ -1,0 +1,130 @@
+/**
+ * Modified backward rules, as the tfjs engine's modified-backprop.ts defines
+ * them (and Captum 0.8 computes them):
+ *
+ * - guided backprop: a Relu passes back relu(dy) where its input was
+ *   positive. Only Relu: Captum hooks nn.ReLU alone, not ReLU6 (Clip). Max
+ *   pooling keeps its plain backward, which already routes to the first
+ *   maximum as PyTorch does.
+ * - DeepLift's rescale rule, for a batch holding the inputs and then, in the
+ *   same order, their references: at Relu, Elu, Sigmoid, Tanh and Softplus
+ *   the gradient becomes dy·Δy/Δx (Δ: input minus reference), the plain
+ *   gradient where |Δx| < ε; at max pooling Captum's own rule splits the
+ *   output differences at the cross maximum of input and reference. Where a
+ *   rule node reads another rule node's output, Captum's hooks let the
+ *   upstream rule see the gradient before the downstream rule replaced it:
+ *   each rule's Δ branch therefore reads dy's `plain` view (see Gradient).
+ */
+import type { BackwardContext, BackwardRule, GradientRule } from './backward-context.ts';
+import type { GraphNode } from './graph.ts';
+import { gradientName, masked } from './backward-elementwise.ts';
+import { floatAttribute } from './node-attributes.ts';
+
+/** Captum DeepLift's ε: below it a difference from the reference counts as none. */
+export const DEEPLIFT_EPS = 1e-10;
+
+/** Where a Relu's or Elu's input was positive, read from its output (y > 0 exactly there), so the forward op can still fuse with the one before it. */
+function positive(ctx: BackwardContext, node: GraphNode): string {
+  const y = node.outputs[0];
+  return ctx.memo(`positive:${y}`, () => ctx.op('Greater', [y, ctx.scalar(0)], `${y}.positive`, ctx.shape(y), undefined, 'bool'));
+}
+
+const guidedRelu: BackwardRule = (ctx, node, dy) => {
+  const g = ctx.materialize(dy);
+  return [{ value: masked(ctx, positive(ctx, node), ctx.op('Relu', [g], `${g}.positivePart`, ctx.shape(g)), gradientName(node)) }];
+};
+
+/** An activation's plain gradient under DeepLift's own derivatives (modified-backprop.ts RESCALED): the |Δx| < ε case. */
+type PlainGradient = (ctx: BackwardContext, node: GraphNode, g: string, name: string) => string;
+
+const plainGradients: Record<string, PlainGradient> = {
+  Relu: (ctx, node, g, name) => masked(ctx, positive(ctx, node), g, name),
+  Elu: (ctx, node, g, name) => {
+    const y = node.outputs[0];
+    const shape = ctx.shape(y);
+    const slope = ctx.op('Add', [y, ctx.scalar(floatAttribute(node, 'alpha', 1))], `${y}.slope`, shape);
+    return ctx.op('Where', [positive(ctx, node), g, ctx.op('Mul', [g, slope], `${name}.negative`, shape)], name, shape);
+  },
+  Sigmoid: (ctx, node, g, name) => {
+    const y = node.outputs[0];
+    const shape = ctx.shape(y);
+    const slope = ctx.op('Mul', [y, ctx.op('Sub', [ctx.scalar(1), y], `${y}.complement`, shape)], `${y}.slope`, shape);
+    return ctx.op('Mul', [g, slope], name, shape);
+  },
+  Tanh: (ctx, node, g, name) => {
+    const y = node.outputs[0];
+    const shape = ctx.shape(y);
+    const slope = ctx.op('Sub', [ctx.scalar(1), ctx.op('Mul', [y, y], `${y}.squared`, shape)], `${y}.slope`, shape);
+    return ctx.op('Mul', [g, slope], name, shape);
+  },
+  Softplus: (ctx, node, g, name) => {
+    const x = node.inputs[0];
+    return ctx.op('Mul', [g, ctx.op('Sigmoid', [x], `${x}.sigmoid`, ctx.shape(x))], name, ctx.shape(x));
+  },
+};
+
+/** For x in a batch [inputs; references]: where |Δx| < ε, and Δx with 1 there (safe to divide by); both [1, pairs, ...]. */
+function guardedDelta(ctx: BackwardContext, x: string): { small: string; safe: string } {
+  return ctx.memo(`guardedDelta:${x}`, () => {
+    const delta = ctx.pairedDelta(x);
+    const half = ctx.shape(delta);
+    const small = ctx.op('Less', [ctx.op('Abs', [delta], `${delta}.abs`, half), ctx.scalar(DEEPLIFT_EPS)], `${delta}.small`, half, undefined, 'bool');
+    return { small, safe: ctx.op('Where', [small, ctx.scalar(1), delta], `${delta}.safe`, half) };
+  });
+}
+
+/** where(|Δx| < ε, plain, ratio) over the batch viewed as pairs; `ratio` broadcasts to [2, pairs, ...]. The result as x is shaped. */
+function choose(ctx: BackwardContext, x: string, plain: string, ratio: string, name: string): string {
+  const chosen = ctx.op('Where', [guardedDelta(ctx, x).small, ctx.pairView(plain), ratio], `${name}.pairs`, ctx.shape(ctx.pairView(plain)));
+  return ctx.reshape(chosen, ctx.shape(x), name);
+}
+
+function deepLiftActivation(plainGradient: PlainGradient): BackwardRule {
+  return (ctx, node, dy) => {
+    const [x, y] = [node.inputs[0], node.outputs[0]];
+    const name = gradientName(node);
+    const g = ctx.materialize(dy);
+    const plain = plainGradient(ctx, node, g, `${name}.plain`);
+    const multiplier = ctx.op('Div', [ctx.pairedDelta(y), guardedDelta(ctx, x).safe], `${name}.multiplier`, ctx.shape(ctx.pairedDelta(y)));
+    const seen = ctx.pairView(dy.plain ?? g);
+    const ratio = ctx.op('Mul', [seen, multiplier], `${name}.ratio`, ctx.shape(seen));
+    return [{ value: choose(ctx, x, plain, ratio, name), plain }];
+  };
+}
+
+/**
+ * Captum's max-pool rule: the output differences split at the cross maximum
+ * c = max(y, y_ref) — c − y_ref routed to the input's maxima, y − c to the
+ * reference's — summed per pair and divided by Δx.
+ */
+const deepLiftMaxPool: BackwardRule = (ctx, node, dy) => {
+  const [x, y] = [node.inputs[0], node.outputs[0]];
+  const xShape = ctx.shape(x);
+  const name = gradientName(node);
+  const indices = ctx.maxPoolIndices(node);
+  const g = ctx.materialize(dy);
+  const plain = ctx.scatter(g, indices, xShape, `${name}.plain`);
+  const [inputs, references] = ctx.halves(y);
+  const half = ctx.shape(inputs);
+  const cross = ctx.op('Max', [inputs, references], `${y}.cross`, half);
+  const pairs = [2, ...half.slice(1)];
+  const deltaOut = ctx.op('Concat', [ctx.op('Sub', [cross, references], `${y}.toInput`, half), ctx.op('Sub', [inputs, cross], `${y}.toReference`, half)], `${y}.deltaOut`, pairs, { axis: { int: 0 } });
+  const seen = ctx.pairView(dy.plain ?? g);
+  const weighted = ctx.reshape(ctx.op('Mul', [seen, deltaOut], `${name}.weighted`, pairs), ctx.shape(y), `${name}.weighted.rows`);
+  const routed = ctx.pairView(ctx.scatter(weighted, indices, xShape, `${name}.routed`));
+  const both = ctx.op('ReduceSum', [routed, ctx.int64(`${name}.pairAxis`, [0])], `${name}.both`, [1, ...ctx.shape(routed).slice(1)], { keepdims: { int: 1 } });
+  const ratio = ctx.op('Div', [both, guardedDelta(ctx, x).safe], `${name}.ratio`, ctx.shape(both));
+  return [{ value: choose(ctx, x, plain, ratio, name), plain }];
+};
+
+/** The rules `rule` puts in place of the plain ones, by op. */
+export function modifiedRules(rule: GradientRule): Readonly<Record<string, BackwardRule>> {
+  if (rule === 'guided') return { Relu: guidedRelu };
+  if (rule === 'deeplift') {
+    return {
+      ...Object.fromEntries(Object.entries(plainGradients).map(([op, plain]) => [op, deepLiftActivation(plain)])),
+      MaxPool: deepLiftMaxPool,
+    };
+  }
+  return {};
+}

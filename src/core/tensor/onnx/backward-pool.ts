@@ -1,0 +1,122 @@
+/**
+ * Backward rules of pooling: MaxPool, AveragePool, GlobalAveragePool.
+ *
+ * Max pooling routes each window's gradient to the position its forward
+ * node's Indices output names — ONNX Runtime takes the first maximum in
+ * row-major window order, as PyTorch and tfjs's cpu kernels do — with
+ * ScatterElements summing where overlapping windows share a maximum.
+ *
+ * Average pooling is linear: dx = Σ over the windows holding x of dy/D, D
+ * each window's divisor. D depends on pads, count_include_pad and ceil mode
+ * in ways the runtimes have not always agreed on, so it is not written down
+ * here: ONNX Runtime's own AveragePool of an all-ones input gives count/D per
+ * window (count: the window's in-bounds cells, unambiguous), which the
+ * builder divides by count — a constant subgraph the runtime folds away when
+ * the session starts. The sum over windows is a depthwise Conv with a ones
+ * kernel at unit strides (as fast as the forward pool), else a one-channel
+ * ConvTranspose over the channels as batch.
+ */
+import type { BackwardContext, BackwardRule } from './backward-context.ts';
+import type { GraphNode } from './graph.ts';
+import { elementCount, float32Tensor } from './graph.ts';
+import { intAttribute, intsAttribute, transposedEnds, windowOf, type Window } from './node-attributes.ts';
+
+function poolWindow(node: GraphNode, xShape: readonly number[], yShape: readonly number[]): Window {
+  const kernel = intsAttribute(node, 'kernel_shape');
+  if (!kernel) throw new Error(`${node.op} ${node.name ?? node.outputs[0]} has no kernel_shape`);
+  return windowOf(node, xShape, yShape, kernel);
+}
+
+export const maxPoolBackward: BackwardRule = (ctx, node, dy) => {
+  if (intAttribute(node, 'storage_order', 0) !== 0) throw new Error(`MaxPool ${node.name ?? node.outputs[0]}: column-major storage_order is not supported`);
+  const x = node.inputs[0];
+  const indices = ctx.maxPoolIndices(node);
+  return [{ value: ctx.scatter(ctx.materialize(dy), indices, ctx.shape(x), `${x}.grad.${node.name ?? node.outputs[0]}`) }];
+};
+
+/** Cells of each window that lie inside the input (not in pads, not past a ceil-mode edge), per output position. */
+function inBoundsCounts(window: Window, xShape: readonly number[], yShape: readonly number[]): Float32Array {
+  const axes = window.kernel.map((k, i) => {
+    const size = xShape[i + 2];
+    return Array.from({ length: yShape[i + 2] }, (_, o) => {
+      const start = o * window.strides[i] - window.before[i];
+      return Math.max(0, Math.min(start + k, size) - Math.max(start, 0));
+    });
+  });
+  const counts = new Float32Array(axes.reduce((n, axis) => n * axis.length, 1));
+  counts.forEach((_, flat) => {
+    let rest = flat;
+    let count = 1;
+    for (let i = axes.length - 1; i >= 0; i--) {
+      count *= axes[i][rest % axes[i].length];
+      rest = Math.floor(rest / axes[i].length);
+    }
+    // An empty window's output is 0 whatever the divisor: any non-zero count keeps 0/count finite.
+    counts[flat] = count === 0 ? 1 : count;
+  });
+  return counts;
+}
+
+/** Whether every window lies wholly inside the input, so every divisor is the kernel's size. */
+function allWindowsFull(window: Window, xShape: readonly number[], yShape: readonly number[]): boolean {
+  return window.kernel.every((k, i) => window.before[i] === 0 && (yShape[i + 2] - 1) * window.strides[i] + k <= xShape[i + 2]);
+}
+
+/** 1/D per output position, [1, 1, ...out], as ONNX Runtime divides. */
+function reciprocalDivisors(ctx: BackwardContext, node: GraphNode, window: Window, xShape: readonly number[], yShape: readonly number[]): string {
+  const spatialIn = xShape.slice(2);
+  const spatialOut = yShape.slice(2);
+  const name = `${node.outputs[0]}.divisor`;
+  const ones = ctx.builder.constant(`${name}.ones`, float32Tensor(new Float32Array(elementCount(spatialIn)).fill(1), [1, 1, ...spatialIn]));
+  const pooled = ctx.op('AveragePool', [ones], `${name}.pooled`, [1, 1, ...spatialOut], node.attributes ? { ...node.attributes } : undefined);
+  const counts = ctx.float32(`${name}.counts`, inBoundsCounts(window, xShape, yShape), [1, 1, ...spatialOut]);
+  return ctx.op('Div', [pooled, counts], `${name}.reciprocal`, [1, 1, ...spatialOut]);
+}
+
+/** Σ over the windows holding each input cell of the per-window values g, each times `weight`. */
+function windowSums(ctx: BackwardContext, g: string, weight: number, window: Window, xShape: readonly number[], yShape: readonly number[], name: string): string {
+  const [n, c] = xShape;
+  const { after, outputPadding } = transposedEnds(window, xShape, yShape);
+  const kernelSize = elementCount(window.kernel);
+  if (window.strides.every((s) => s === 1)) {
+    const before = window.kernel.map((k, i) => k - 1 - window.before[i]);
+    const end = window.kernel.map((k, i) => k - 1 - after[i]);
+    if ([...before, ...end].every((p) => p >= 0)) {
+      // A ones kernel is its own flip: the transposed window sum is a plain depthwise convolution.
+      const ones = ctx.float32(`${name}.ones`, new Float32Array(c * kernelSize).fill(weight), [c, 1, ...window.kernel]);
+      return ctx.op('Conv', [g, ones], name, xShape, { kernel_shape: { ints: window.kernel }, pads: { ints: [...before, ...end] }, group: { int: c } });
+    }
+  }
+  const yShapeFlat = [n * c, 1, ...yShape.slice(2)];
+  const xShapeFlat = [n * c, 1, ...xShape.slice(2)];
+  const ones = ctx.float32(`${name}.ones`, new Float32Array(kernelSize).fill(weight), [1, 1, ...window.kernel]);
+  const summed = ctx.op('ConvTranspose', [ctx.reshape(g, yShapeFlat, `${name}.channels`), ones], `${name}.summed`, xShapeFlat, {
+    kernel_shape: { ints: window.kernel },
+    strides: { ints: window.strides },
+    pads: { ints: [...window.before, ...after] },
+    ...(outputPadding.some((p) => p > 0) ? { output_padding: { ints: outputPadding } } : {}),
+  });
+  return ctx.reshape(summed, xShape, name);
+}
+
+export const averagePoolBackward: BackwardRule = (ctx, node, dy) => {
+  const x = node.inputs[0];
+  const xShape = ctx.shape(x);
+  const yShape = ctx.shape(node.outputs[0]);
+  const window = poolWindow(node, xShape, yShape);
+  if (window.dilations.some((d) => d !== 1)) throw new Error(`AveragePool ${node.name ?? node.outputs[0]}: dilations are not supported`);
+  const g = ctx.materialize(dy);
+  const name = `${x}.grad.${node.name ?? node.outputs[0]}`;
+  // Equal divisors go into the kernel; others scale dy first.
+  if (allWindowsFull(window, xShape, yShape)) return [{ value: windowSums(ctx, g, 1 / elementCount(window.kernel), window, xShape, yShape, name) }];
+  const weighted = ctx.op('Mul', [g, reciprocalDivisors(ctx, node, window, xShape, yShape)], `${g}.perWindow`, yShape);
+  return [{ value: windowSums(ctx, weighted, 1, window, xShape, yShape, name) }];
+};
+
+export const globalAveragePoolBackward: BackwardRule = (ctx, node, dy) => {
+  const x = node.inputs[0];
+  const xShape = ctx.shape(x);
+  const g = ctx.materialize(dy);
+  const mean = ctx.op('Mul', [g, ctx.scalar(1 / elementCount(xShape.slice(2)))], `${g}.mean`, ctx.shape(g));
+  return [{ value: ctx.op('Expand', [mean, ctx.int64(`${x}.shape`, xShape)], `${x}.grad.${node.name ?? node.outputs[0]}`, xShape) }];
+};
