@@ -40,7 +40,7 @@ import { useEngine, type EngineSetting } from './engines.ts';
 
 const TINY = path.join(ROOT, 'test', 'fixtures', 'golden', 'tiny-cnn');
 /** The tfjs backends, or ONNX Runtime devices (`onnx:cpu`), the goldens are checked on. */
-const BACKENDS: readonly EngineSetting[] = ['cpu', 'wasm'];
+const BACKENDS: readonly EngineSetting[] = ['cpu', 'wasm', 'onnx:cpu'];
 
 interface GoldenCase {
   library: string;

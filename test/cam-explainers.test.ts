@@ -26,7 +26,7 @@ import { stateDictLoader } from './torchvision-golden.ts';
 const TINY = path.join(ROOT, 'test', 'fixtures', 'golden', 'tiny-cnn');
 const TORCHVISION = path.join(ROOT, 'test', 'fixtures', 'golden', 'torchvision');
 /** The tfjs backends, or ONNX Runtime devices (`onnx:cpu`), the goldens are checked on. */
-const BACKENDS: readonly EngineSetting[] = ['cpu', 'wasm'];
+const BACKENDS: readonly EngineSetting[] = ['cpu', 'wasm', 'onnx:cpu'];
 const CAM_IDS = ['gradcam', 'hirescam', 'gradcam++', 'xgradcam', 'layercam', 'gradcam-elementwise', 'eigencam', 'eigengradcam', 'scorecam', 'ablationcam', 'fullgrad'];
 
 interface GoldenCase {

@@ -64,7 +64,7 @@ function leakFree<T>(what: string, fn: () => Promise<T>): Promise<T> {
 }
 
 /** The tfjs backends, or ONNX Runtime devices (`onnx:cpu`), the goldens are checked on. */
-const BACKENDS: readonly EngineSetting[] = ['cpu', 'wasm'];
+const BACKENDS: readonly EngineSetting[] = ['cpu', 'wasm', 'onnx:cpu'];
 
 for (const backend of BACKENDS) {
   describe(`confidence-change on the golden tiny-cnn (${backend})`, () => {

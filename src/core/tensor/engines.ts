@@ -1,10 +1,13 @@
 /**
  * The engine for a model, as the process's engine choice (engine-choice.ts)
- * says: the one place where a LoadedModel's `engine` is made.
+ * says: the one place where a LoadedModel's `engine` is made. Neither engine
+ * does work here: the onnx engine exports graphs and starts sessions when it
+ * is first asked for something.
  */
 import type * as tf from '@tensorflow/tfjs';
 import type { ModelEngine } from './engine.ts';
 import { engineChoice } from './engine-choice.ts';
+import { OnnxEngine } from './onnx-engine.ts';
 import { TfjsEngine } from './tfjs-engine.ts';
 
 export function createEngine(model: tf.LayersModel): ModelEngine {
@@ -13,6 +16,6 @@ export function createEngine(model: tf.LayersModel): ModelEngine {
     case 'tfjs':
       return new TfjsEngine(model);
     case 'onnx':
-      throw new Error(`the onnx engine (onnx:${choice.device}) is not built into this salgrid yet; choose a tfjs backend`);
+      return new OnnxEngine(model, { device: choice.device, threads: choice.threads });
   }
 }

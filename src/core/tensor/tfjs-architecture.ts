@@ -285,9 +285,11 @@ export function defineTfjsArchitecture<R extends Params>(spec: TfjsArchitectureS
     try {
       const images = new ImageBatches(ctx.data.test.map((item) => ctx.data.resolve(item.image)), loaded.preprocessing);
       const predictions: Prediction[] = [];
-      await images.forEachBatch(PREDICT_BATCH, (input, indices) => {
+      await images.forEachBatch(PREDICT_BATCH, async (input, indices) => {
         if (ctx.signal.aborted) throw ctx.signal.reason;
-        const softmax = tf.tidy(() => tf.softmax(loaded.model.predict(input) as tf.Tensor2D));
+        const logits = await loaded.engine.scores(input);
+        const softmax = tf.tidy(() => tf.softmax(logits));
+        logits.dispose();
         const probabilities = softmax.arraySync() as number[][];
         softmax.dispose();
         indices.forEach((index, row) => predictions.push({ id: ctx.data.test[index].id, probabilities: probabilities[row] }));

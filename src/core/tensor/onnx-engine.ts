@@ -1,0 +1,343 @@
+/**
+ * The native engine: `ModelEngine` on ONNX Runtime. The tfjs layers-model
+ * stays the source of truth; each graph an explainer needs — class scores,
+ * layer taps, gradients under a backward rule, the forward from a layer — is
+ * exported from it (onnx/export.ts), extended by salgrid's own reverse-mode
+ * builder (onnx/gradient.ts), and compiled into a session once per (graph
+ * kind, layers, rule, batch rows), then reused.
+ *
+ * Sessions have static shapes, so rows are padded up to a power of two (at
+ * most a cap that bounds memory): a handful of sessions serves every batch
+ * size an explainer asks for, and a request larger than the cap runs in
+ * chunks. Padded rows are zeros with a zero target mask: images do not
+ * interact in inference, so they change nothing.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { UserError } from '../errors.ts';
+import { nearestNames } from '../manifest/suggest.ts';
+import type { EngineInfo, GradientRequest, Gradients, LayerGradient, ModelEngine, ScoreOptions } from './engine.ts';
+import type { OnnxDevice } from './engine-choice.ts';
+import { activationName, isSoftmaxLayer } from './constant-weight-layers.ts';
+import { compileLayerGraph, dependsOn, producerIndex } from './layer-graph.ts';
+import { addNhwcOutputs, exportLayersModel, type ExportedGraph } from './onnx/export.ts';
+import { buildForwardFromValue, buildGradientGraph } from './onnx/gradient.ts';
+import { GraphBuilder } from './onnx/graph-builder.ts';
+import type { Graph } from './onnx/graph.ts';
+import { serializeGraph } from './onnx/serialize.ts';
+import { OnnxSession, type HostTensor } from './onnx/session.ts';
+
+export interface OnnxEngineOptions {
+  readonly device: OnnxDevice;
+  readonly threads: number;
+}
+
+/** Pixels (rows × height × width) one session call takes at most: bounds the memory a gradient graph holds. */
+const MAX_PIXELS_PER_CALL = 16 * 224 * 224;
+/** Sessions kept per model; the least recently used beyond this are released. */
+const MAX_SESSIONS = 12;
+
+interface Compiled {
+  session: OnnxSession;
+  /** Input names in the order `run` takes them. */
+  inputs: string[];
+  /** Output names in the order `run` returns them. */
+  outputs: string[];
+}
+
+const nextPowerOfTwo = (n: number): number => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
+
+function hostOf(tensor: tf.Tensor): Float32Array {
+  const data = tensor.dataSync();
+  return data instanceof Float32Array ? data : Float32Array.from(data as ArrayLike<number>);
+}
+
+/** Rows [start, start + count) of `data` (rows of `rowSize`), zero-padded to `rows`. */
+function paddedRows(data: Float32Array, rowSize: number, start: number, count: number, rows: number): Float32Array {
+  if (start === 0 && count === rows && data.length === rows * rowSize) return data;
+  const out = new Float32Array(rows * rowSize);
+  out.set(data.subarray(start * rowSize, (start + count) * rowSize));
+  return out;
+}
+
+function oneHot(targets: readonly number[], start: number, count: number, rows: number, classes: number): Float32Array {
+  const mask = new Float32Array(rows * classes);
+  for (let i = 0; i < count; i++) mask[i * classes + targets[start + i]] = 1;
+  return mask;
+}
+
+/** Joins the first `counts[k]` rows of each chunk's output into one tensor. */
+function joinRows(parts: HostTensor[], counts: number[]): tf.Tensor {
+  const rowSize = parts[0].shape.slice(1).reduce((a, b) => a * b, 1);
+  const total = counts.reduce((a, b) => a + b, 0);
+  const shape = [total, ...parts[0].shape.slice(1)];
+  if (parts.length === 1 && parts[0].shape[0] === total) return tf.tensor(parts[0].data, shape, 'float32');
+  const out = new Float32Array(total * rowSize);
+  let offset = 0;
+  parts.forEach((part, k) => {
+    out.set(part.data.subarray(0, counts[k] * rowSize), offset);
+    offset += counts[k] * rowSize;
+  });
+  return tf.tensor(out, shape, 'float32');
+}
+
+export class OnnxEngine implements ModelEngine {
+  readonly info: EngineInfo;
+  readonly #model: tf.LayersModel;
+  readonly #options: OnnxEngineOptions;
+  readonly #exports = new Map<string, ExportedGraph>();
+  readonly #sessions = new Map<string, Promise<Compiled>>();
+  #disposed = false;
+  #finalSoftmax: boolean | undefined;
+
+  constructor(model: tf.LayersModel, options: OnnxEngineOptions) {
+    this.#model = model;
+    this.#options = options;
+    this.info = { engine: 'onnx', device: options.device, threads: options.threads };
+  }
+
+  // ------------------------------------------------------------ public interface
+
+  async scores(x: tf.Tensor4D, options: ScoreOptions = {}): Promise<tf.Tensor2D> {
+    const softmax = this.#keepsSoftmax(options);
+    return (await this.#rowwise(x, (rows) => this.#compiled(`scores|${rows}|${softmax}`, () => {
+      const exported = this.#export(rows, softmax);
+      return { graph: exported.graph, inputs: [exported.input], outputs: [exported.output] };
+    })))[0] as tf.Tensor2D;
+  }
+
+  async layerOutputs(x: tf.Tensor4D, layers: readonly string[]): Promise<tf.Tensor[]> {
+    if (layers.length === 0) return [];
+    const unique = [...new Set(layers)];
+    const outputs = await this.#rowwise(x, (rows) => this.#compiled(`taps|${rows}|${unique.join(',')}`, () => {
+      const exported = this.#export(rows, false);
+      const values = unique.map((layer) => this.#value(exported, layer));
+      const builder = GraphBuilder.from(exported.graph);
+      builder.outputs = [];
+      const names = addNhwcOutputs(builder, exported.layouts, values);
+      return { graph: builder.build(), inputs: [exported.input], outputs: names };
+    }));
+    return layers.map((layer, i) => (layers.indexOf(layer) === i ? outputs[unique.indexOf(layer)] : tf.clone(outputs[unique.indexOf(layer)])));
+  }
+
+  async gradients(x: tf.Tensor4D, targets: readonly number[], request: GradientRequest): Promise<Gradients> {
+    const rule = request.rule ?? 'plain';
+    const layers = request.layers ?? [];
+    const wantsInput = request.input === true;
+    if (layers.length === 0 && !wantsInput) throw new Error('gradients: ask for layers, the input gradient, or both');
+    if (rule !== 'plain' && (layers.length > 0 || !wantsInput)) throw new Error(`the ${rule} backward rule gives the input gradient alone; ask for it (input: true) and for no layers`);
+    if (rule !== 'plain' && request.beforeSoftmax === false) throw new Error(`the ${rule} backward rule scores the logits; beforeSoftmax: false is not supported with it`);
+    const n = x.shape[0];
+    if (targets.length !== n) throw new UserError(`${targets.length} target class(es) given for a batch of ${n} image(s); give one per image.`);
+    const classes = this.#classes();
+    const bad = targets.find((t) => !Number.isInteger(t) || t < 0 || t >= classes);
+    if (bad !== undefined) throw new UserError(`Target class ${bad} does not exist: the model scores ${classes} classes (0…${classes - 1}).`);
+    const softmax = this.#keepsSoftmax(request);
+    const unique = [...new Set(layers)];
+    const key = (rows: number) => `grad|${rows}|${rule}|${softmax}|${wantsInput}|${unique.join(',')}`;
+    const build = (rows: number) => () => {
+      const exported = this.#export(rows, softmax);
+      const values = unique.map((layer) => this.#value(exported, layer));
+      for (const layer of unique) {
+        if (!this.#reachesScore(exported, layer)) throw new UserError(`The output of model ${this.#model.name} does not depend on layer "${layer}"; pick one on the path to the output.`);
+      }
+      const built = buildGradientGraph(exported.graph, { input: exported.input, score: exported.output, layers: values, inputGradient: wantsInput, rule, layouts: exported.layouts });
+      const outputs = [...built.activations, ...built.gradients, ...(wantsInput && built.input !== undefined ? [built.input] : [])];
+      return { graph: built.graph, inputs: [exported.input, built.targets], outputs };
+    };
+    const results = rule === 'deeplift'
+      ? await this.#pairwise(x, targets, classes, (rows) => this.#compiled(key(rows), build(rows)))
+      : await this.#rowwise(x, (rows) => this.#compiled(key(rows), build(rows)), (start, count, rows) => oneHot(targets, start, count, rows, classes), classes);
+    const m = unique.length;
+    const layerResults: LayerGradient[] = layers.map((layer, i) => {
+      const j = unique.indexOf(layer);
+      const first = layers.indexOf(layer) === i;
+      return { activations: first ? results[j] : tf.clone(results[j]), gradients: first ? results[m + j] : tf.clone(results[m + j]) };
+    });
+    return { layers: layerResults, input: wantsInput ? (results[2 * m] as tf.Tensor4D) : undefined };
+  }
+
+  async forwardFromLayer(layer: string, activations: tf.Tensor, options: ScoreOptions & { readonly input?: tf.Tensor4D } = {}): Promise<tf.Tensor2D> {
+    const softmax = this.#keepsSoftmax(options);
+    const rows = activations.shape[0];
+    const input = options.input;
+    if (input !== undefined && input.shape[0] !== 1 && input.shape[0] !== rows) {
+      throw new Error(`forwardFromLayer: the input holds ${input.shape[0]} images for ${rows} rows of activations; give 1 or ${rows}`);
+    }
+    const oneImage = input !== undefined && input.shape[0] === 1;
+    const activationData = hostOf(activations);
+    const activationRow = activations.size / rows;
+    const inputData = input ? hostOf(input) : undefined;
+    const inputRow = input ? input.size / input.shape[0] : 0;
+    const [h, w] = activations.rank === 4 ? [activations.shape[1] as number, activations.shape[2] as number] : [1, 1];
+    const cap = Math.max(1, Math.floor(MAX_PIXELS_PER_CALL / (h * w)));
+    const parts: HostTensor[] = [];
+    const counts: number[] = [];
+    for (let start = 0; start < rows; start += cap) {
+      const count = Math.min(cap, rows - start);
+      const bucket = Math.min(nextPowerOfTwo(count), nextPowerOfTwo(cap));
+      const compiled = await this.#compiled(`from|${layer}|${bucket}|${softmax}|${oneImage}`, () => {
+        const exported = this.#export(bucket, softmax);
+        const value = this.#value(exported, layer);
+        if (!this.#reachesScore(exported, layer)) throw new UserError(`The output of model ${this.#model.name} does not depend on layer "${layer}"; pick one on the path to the output.`);
+        const built = buildForwardFromValue(exported.graph, { value, score: exported.output, input: exported.input, rows: bucket, inputRows: oneImage ? 1 : bucket, layout: exported.layouts.get(value) ?? 'flat' });
+        return { graph: built.graph, inputs: [built.activations, ...(built.input ? [built.input] : [])], outputs: [built.score] };
+      });
+      const feeds: HostTensor[] = [{ data: paddedRows(activationData, activationRow, start, count, bucket), shape: [bucket, ...activations.shape.slice(1)] }];
+      if (compiled.inputs.length > 1) {
+        if (!inputData || !input) {
+          throw new UserError(`Layers after "${layer}" in model ${this.#model.name} also read values that bypass it (e.g. a residual connection); the network's input is needed to compute them.`);
+        }
+        feeds.push(oneImage ? { data: inputData, shape: [...input.shape] } : { data: paddedRows(inputData, inputRow, start, count, bucket), shape: [bucket, ...input.shape.slice(1)] });
+      }
+      const [scores] = await this.#run(compiled, feeds);
+      parts.push(scores);
+      counts.push(count);
+    }
+    return joinRows(parts, counts) as tf.Tensor2D;
+  }
+
+  dispose(): void {
+    this.#disposed = true;
+    for (const pending of this.#sessions.values()) void pending.then((compiled) => compiled.session.release(), () => {});
+    this.#sessions.clear();
+    this.#exports.clear();
+  }
+
+  // ------------------------------------------------------------ graphs and sessions
+
+  #classes(): number {
+    const shape = this.#model.outputs[0].shape;
+    return shape.slice(1).reduce((a: number, b) => a * (b ?? 1), 1);
+  }
+
+  /** Whether a final softmax stays in the graph: only where asked for and the model has one, so a model without one shares its graphs. */
+  #keepsSoftmax(options: ScoreOptions): boolean {
+    if (options.beforeSoftmax !== false) return false;
+    this.#finalSoftmax ??= this.#computeFinalSoftmax();
+    return this.#finalSoftmax;
+  }
+
+  #computeFinalSoftmax(): boolean {
+    const graph = compileLayerGraph(this.#model);
+    const producer = producerIndex(graph, graph.outputs[0]);
+    if (producer < 0) return false;
+    const layer = graph.steps[producer].layer;
+    return isSoftmaxLayer(layer) || activationName(layer) === 'softmax';
+  }
+
+  #export(rows: number, softmax: boolean): ExportedGraph {
+    const key = `${rows}|${softmax}`;
+    let exported = this.#exports.get(key);
+    if (!exported) {
+      exported = exportLayersModel(this.#model, { batch: rows, leaveOutSoftmax: !softmax });
+      this.#exports.set(key, exported);
+    }
+    return exported;
+  }
+
+  /** The graph value of a layer named as the tfjs engine names it; a UserError with the nearest names otherwise. */
+  #value(exported: ExportedGraph, layer: string): string {
+    const value = exported.layerValues.get(layer);
+    if (value !== undefined) return value;
+    const calls = exported.layerGraph.named.get(layer);
+    if (calls !== undefined && calls.length > 1) {
+      throw new UserError(`"${layer}" names ${calls.length} layer calls in model ${this.#model.name} (a shared layer, or one name in several nested models), so its activations are ambiguous; give a nested layer as model/layer, or pick a layer called once.`);
+    }
+    const names = [...exported.layerGraph.named.keys()].sort((a, b) => a.localeCompare(b));
+    throw new UserError(`Model ${this.#model.name} has no layer named "${layer}"; nearest: ${nearestNames(layer, names).join(', ')}.`);
+  }
+
+  #reachesScore(exported: ExportedGraph, layer: string): boolean {
+    const calls = exported.layerGraph.named.get(layer);
+    if (!calls || calls.length !== 1 || calls[0].length !== 1) return true;
+    return dependsOn(exported.layerGraph, exported.layerGraph.outputs[0], calls[0][0]);
+  }
+
+  async #compiled(key: string, build: () => { graph: Graph; inputs: string[]; outputs: string[] }): Promise<Compiled> {
+    if (this.#disposed) throw new Error('ONNX engine used after dispose');
+    const found = this.#sessions.get(key);
+    if (found) {
+      // Most recently used last.
+      this.#sessions.delete(key);
+      this.#sessions.set(key, found);
+      return found;
+    }
+    const pending = (async () => {
+      const { graph, inputs, outputs } = build();
+      const session = await OnnxSession.create(serializeGraph(graph), { device: this.#options.device, threads: this.#options.threads });
+      return { session, inputs, outputs };
+    })();
+    this.#sessions.set(key, pending);
+    pending.catch(() => this.#sessions.delete(key));
+    while (this.#sessions.size > MAX_SESSIONS) {
+      const [oldest, evicted] = this.#sessions.entries().next().value as [string, Promise<Compiled>];
+      this.#sessions.delete(oldest);
+      void evicted.then((compiled) => compiled.session.release(), () => {});
+    }
+    return pending;
+  }
+
+  async #run(compiled: Compiled, feeds: HostTensor[]): Promise<HostTensor[]> {
+    const inputs = Object.fromEntries(compiled.inputs.map((name, i) => [name, feeds[i]]));
+    return compiled.session.run(inputs, compiled.outputs);
+  }
+
+  /** Runs x in chunks of padded rows; `extra` gives each chunk's second input (the target mask). Returns each output joined over the chunks. */
+  async #rowwise(
+    x: tf.Tensor4D,
+    compile: (rows: number) => Promise<Compiled>,
+    extra?: (start: number, count: number, rows: number) => Float32Array,
+    extraWidth = 0,
+  ): Promise<tf.Tensor[]> {
+    const [n, h, w] = x.shape;
+    const rowSize = x.size / n;
+    const data = hostOf(x);
+    const cap = Math.max(1, Math.floor(MAX_PIXELS_PER_CALL / (h * w)));
+    const chunks: HostTensor[][] = [];
+    const counts: number[] = [];
+    for (let start = 0; start < n; start += cap) {
+      const count = Math.min(cap, n - start);
+      const rows = Math.min(nextPowerOfTwo(count), nextPowerOfTwo(cap));
+      const compiled = await compile(rows);
+      const feeds: HostTensor[] = [{ data: paddedRows(data, rowSize, start, count, rows), shape: [rows, ...x.shape.slice(1)] }];
+      if (extra) feeds.push({ data: extra(start, count, rows), shape: [rows, extraWidth] });
+      chunks.push(await this.#run(compiled, feeds));
+      counts.push(count);
+    }
+    return chunks[0].map((_, k) => joinRows(chunks.map((outputs) => outputs[k]), counts));
+  }
+
+  /**
+   * DeepLift's batches hold the inputs, then their references: chunks keep
+   * each input beside its own reference, padding both halves alike.
+   */
+  async #pairwise(x: tf.Tensor4D, targets: readonly number[], classes: number, compile: (rows: number) => Promise<Compiled>): Promise<tf.Tensor[]> {
+    const [n, h, w] = x.shape;
+    if (n % 2 !== 0) throw new Error(`the deeplift rule needs inputs then references (an even batch), not ${n} rows`);
+    const half = n / 2;
+    const rowSize = x.size / n;
+    const data = hostOf(x);
+    const cap = Math.max(1, Math.floor(MAX_PIXELS_PER_CALL / (2 * h * w)));
+    const halves: { start: number; count: number; out: HostTensor }[] = [];
+    for (let start = 0; start < half; start += cap) {
+      const count = Math.min(cap, half - start);
+      const rows = Math.min(nextPowerOfTwo(count), nextPowerOfTwo(cap));
+      const compiled = await compile(2 * rows);
+      const batch = new Float32Array(2 * rows * rowSize);
+      batch.set(data.subarray(start * rowSize, (start + count) * rowSize));
+      batch.set(data.subarray((half + start) * rowSize, (half + start + count) * rowSize), rows * rowSize);
+      const mask = new Float32Array(2 * rows * classes);
+      for (let i = 0; i < count; i++) {
+        mask[i * classes + targets[start + i]] = 1;
+        mask[(rows + i) * classes + targets[half + start + i]] = 1;
+      }
+      const [gradient] = await this.#run(compiled, [{ data: batch, shape: [2 * rows, ...x.shape.slice(1)] }, { data: mask, shape: [2 * rows, classes] }]);
+      halves.push({ start, count, out: { data: gradient.data, shape: [rows, ...gradient.shape.slice(1)] } });
+      // The second half of the chunk's rows belongs to the references.
+      halves.push({ start: half + start, count, out: { data: gradient.data.subarray(rows * rowSize), shape: [rows, ...gradient.shape.slice(1)] } });
+    }
+    const out = new Float32Array(n * rowSize);
+    for (const part of halves) out.set(part.out.data.subarray(0, part.count * rowSize), part.start * rowSize);
+    return [tf.tensor(out, [...x.shape], 'float32')];
+  }
+}
