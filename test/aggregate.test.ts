@@ -289,6 +289,7 @@ describe('aggregate: hand-checked classification values and sklearn-style warnin
     assert.deepEqual(counts, {
       folds: 1,
       variants: 0,
+      backends: 0,
       training: 2,
       predictions: 11,
       scores: 0,

@@ -1,9 +1,10 @@
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { UserError } from '../core/errors.ts';
 import { isStage, type Pool, type Stage } from '../core/plan/stages.ts';
-import { BACKEND_NAMES, type BackendRequest } from '../core/tensor/backend-names.ts';
+import { BACKEND_REQUESTS, isBackendRequest, suggestBackend, type BackendRequest } from '../core/tensor/backend-names.ts';
 
 /** The `salgrid` command itself, which Slurm jobs run. */
 export const SALGRID_BIN = fileURLToPath(new URL('../../bin/salgrid.js', import.meta.url));
@@ -31,12 +32,31 @@ export function parseWorkers(text: string | undefined): Partial<Record<Pool, num
   return workers;
 }
 
+/** The --backend option's help, the same in every command. */
+export const BACKEND_HELP = 'tensor backend: auto, onnx (ONNX Runtime; onnx:cuda, onnx:webgpu, onnx:cpu to force a device), or TensorFlow.js tensorflow, webgpu, wasm, cpu';
+
 export function parseBackend(text: string | undefined): BackendRequest | undefined {
   if (text === undefined) return undefined;
-  if (text !== 'auto' && !(BACKEND_NAMES as readonly string[]).includes(text)) {
-    throw new UserError(`--backend takes auto, ${BACKEND_NAMES.join(', ')}; got "${text}".`);
+  if (!isBackendRequest(text)) {
+    const near = suggestBackend(text);
+    throw new UserError(`--backend takes ${BACKEND_REQUESTS.join(', ')}; got "${text}"${near ? ` (did you mean ${near}?)` : ''}.`);
   }
-  return text as BackendRequest;
+  return text;
+}
+
+/** --threads: intra-op threads of the onnx engine, a whole number ≥ 1. */
+export function parseThreads(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  if (!/^\d+$/.test(text.trim()) || Number(text) < 1) throw new UserError(`--threads takes a whole number ≥ 1, got "${text}".`);
+  return Number(text);
+}
+
+/** --threads of a command that runs one task in this process: at most the cores it may use. */
+export function parseThreadsHere(text: string | undefined): number | undefined {
+  const threads = parseThreads(text);
+  const cores = os.availableParallelism();
+  if (threads !== undefined && threads > cores) throw new UserError(`--threads ${threads} is more than the ${cores} cores here; give at most ${cores}.`);
+  return threads;
 }
 
 export function parseExecutor(text: string | undefined): 'local' | 'slurm' | undefined {

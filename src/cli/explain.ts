@@ -17,7 +17,7 @@ import type { RawImage } from '../core/io/image-io.ts';
 import type { ModelEngine } from '../core/tensor/engine.ts';
 import type { TensorExplainer } from '../core/tensor/tensor-explainer.ts';
 import { addArchParamOptions, checkParams, cliRegistry, parseParamPairs, parseParamValue } from './arch-params.ts';
-import { parseBackend } from './context.ts';
+import { BACKEND_HELP, parseBackend, parseThreadsHere } from './context.ts';
 import { checkInputShape, explainableModel, forEachInputBatch, inputCount, inputLabel, loadModel, locateModel, parseBatchSize, readInputs, type Inputs, type ModelOptions } from './model-inputs.ts';
 import { print } from './output.ts';
 
@@ -30,6 +30,7 @@ interface ExplainOptions extends ModelOptions {
   out: string;
   batchSize?: string;
   backend?: string;
+  threads?: string;
 }
 
 const DEFAULT_BATCH = 8;
@@ -145,7 +146,7 @@ async function explain(options: ExplainOptions): Promise<void> {
   const source = await locateModel(options, inputs, 'explain');
 
   const tensors = await import('../core/tensor/backend.ts');
-  const backend = await tensors.initBackend(backendRequest);
+  const backend = await tensors.initBackend(backendRequest, { threads: parseThreadsHere(options.threads) });
   print(tensors.describeBackend(backend));
   const model = await loadModel(source);
   let engine: ModelEngine | undefined;
@@ -220,6 +221,7 @@ export function registerExplain(program: Command): void {
       .option('--classes <names>', 'class names of a .pth model, comma-separated in output order')
       .option('--input-size <n>', 'input side in pixels for a .pth model and image inputs (default 224; a .npy sets it)')
       .option('--batch-size <n>', `inputs per explainer call (default ${DEFAULT_BATCH}; explainers may split them further)`)
-      .option('--backend <name>', 'tensor backend: auto, tensorflow, webgpu, wasm or cpu'),
+      .option('--backend <name>', BACKEND_HELP)
+      .option('--threads <n>', 'intra-op threads of the onnx engine (default: every core)'),
   ).action(async (options: ExplainOptions) => explain(options));
 }

@@ -13,7 +13,7 @@ import { UserError } from '../core/errors.ts';
 import type { ModelEngine } from '../core/tensor/engine.ts';
 import { shownPath } from '../core/shown-path.ts';
 import { addArchParamOptions } from './arch-params.ts';
-import { parseBackend } from './context.ts';
+import { BACKEND_HELP, parseBackend, parseThreadsHere } from './context.ts';
 import { DEFAULT_BATCH, checkInputShape, forEachInputBatch, inputCount, inputLabel, loadModel, locateModel, parseBatchSize, readInputs, type Inputs, type Model, type ModelOptions } from './model-inputs.ts';
 import { print, textTable } from './output.ts';
 
@@ -23,6 +23,7 @@ interface PredictOptions extends ModelOptions {
   logits?: boolean;
   batchSize?: string;
   backend?: string;
+  threads?: string;
   quiet?: boolean;
 }
 
@@ -62,7 +63,7 @@ async function predict(options: PredictOptions): Promise<void> {
   const source = await locateModel(options, inputs);
 
   const tensors = await import('../core/tensor/backend.ts');
-  const backend = await tensors.initBackend(backendRequest);
+  const backend = await tensors.initBackend(backendRequest, { threads: parseThreadsHere(options.threads) });
   if (!options.quiet) print(tensors.describeBackend(backend));
   const loaded = await loadModel(source);
   let engine: ModelEngine | undefined;
@@ -109,7 +110,8 @@ export function registerPredict(program: Command): void {
       .option('--classes <names>', 'class names of a .pth model, comma-separated in output order')
       .option('--input-size <n>', 'input side in pixels for a .pth model and image inputs (default 224; a .npy sets it)')
       .option('--batch-size <n>', `inputs per forward pass (default ${DEFAULT_BATCH})`)
-      .option('--backend <name>', 'tensor backend: auto, tensorflow, webgpu, wasm or cpu')
+      .option('--backend <name>', BACKEND_HELP)
+      .option('--threads <n>', 'intra-op threads of the onnx engine (default: every core)')
       .option('--quiet', 'print only where the array went, not the per-input predictions'),
   ).action(async (options: PredictOptions) => predict(options));
 }

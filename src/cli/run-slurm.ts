@@ -23,11 +23,13 @@ export interface StartSlurmOptions {
   runs: string;
   /** What each job asks `task run` for; `auto` lets every node choose its best backend. */
   backend: BackendRequest;
+  /** --threads given to `salgrid run`, handed on to each job (else a job reads execution.threads, or uses its node's cores). */
+  threads?: number;
 }
 
 /** The lanes of a slurm run, after sbatch has accepted the options and earlier jobs are found again; says what it found. */
 export async function startSlurm(options: StartSlurmOptions): Promise<SlurmLanes> {
-  const { sweep, toRun, runs, backend } = options;
+  const { sweep, toRun, runs, backend, threads } = options;
   const config = sweep.manifest.execution.slurm;
   const jobs = { sweep: sweep.manifest.name, sweepDir: sweep.paths.dir };
   const lanes = await slurmLanes({
@@ -35,7 +37,7 @@ export async function startSlurm(options: StartSlurmOptions): Promise<SlurmLanes
     config,
     jobs,
     store: sweep.store,
-    command: (task) => [process.execPath, SALGRID_BIN, '--runs', runs, 'task', 'run', task.key, '--backend', backend],
+    command: (task) => [process.execPath, SALGRID_BIN, '--runs', runs, 'task', 'run', task.key, '--backend', backend, ...(threads !== undefined ? ['--threads', String(threads)] : [])],
     where: (option) => sweep.source.where(`/execution/slurm/${option}`),
   });
   const remote = toRun.filter((t) => !config.localStages.includes(t.stage));

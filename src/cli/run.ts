@@ -10,7 +10,8 @@ import type { Pool, Stage } from '../core/plan/stages.ts';
 import { EventLog } from '../core/store/events.ts';
 import { openSweep, planSweep, publishResults, writePlanFile } from '../core/sweep.ts';
 import os from 'node:os';
-import { BUILTINS, parseBackend, parseExecutor, parseStages, parseWorkers, runsDir } from './context.ts';
+import { sizeTensorWorkers } from '../core/exec/tensor-workers.ts';
+import { BACKEND_HELP, BUILTINS, parseBackend, parseExecutor, parseStages, parseThreads, parseWorkers, runsDir } from './context.ts';
 import { print } from './output.ts';
 import { planHeadline, planTable } from './plan.ts';
 import { leaveOrCancelJobs, startSlurm } from './run-slurm.ts';
@@ -24,6 +25,7 @@ interface RunOptions {
   failFast?: boolean;
   retries?: string;
   backend?: string;
+  threads?: string;
   executor?: string;
   detach?: boolean;
 }
@@ -37,7 +39,8 @@ export function registerRun(program: Command): void {
     .option('--workers <pools>', 'pool sizes, e.g. gpu=2,cpu=4 (overrides execution.workers)')
     .option('--retries <n>', 'retries of a task whose worker crashed (overrides execution.retries)')
     .option('--fail-fast', 'stop starting tasks at the first failure')
-    .option('--backend <name>', 'tensor backend: auto, tensorflow, webgpu, wasm or cpu (overrides execution.backend)')
+    .option('--backend <name>', `${BACKEND_HELP} (overrides execution.backend)`)
+    .option('--threads <n>', 'intra-op threads of each tensor worker’s onnx engine; workers × threads ≤ cores (overrides execution.threads)')
     .option('--executor <name>', 'local or slurm (overrides execution.executor)')
     .option('--detach', 'slurm: on Ctrl-C leave the jobs running without asking (a later run watches them again)')
     .action(async (manifestFile: string, options: RunOptions, command: Command) => {
@@ -73,14 +76,27 @@ async function runSweep(manifestFile: string, options: RunOptions, runs: string)
     return EXIT.ok;
   }
   const backendRequest = parseBackend(options.backend) ?? execution.backend;
+  const threadsOption = parseThreads(options.threads);
   // Only tensor work needs a backend: choose it here, say why, and have every tensor worker start the same one.
   // TensorFlow.js loads only then: plain cpu sweeps start faster without it.
   const tensors = runsHere.some((t) => t.pool === 'gpu') ? await import('../core/tensor/backend.ts') : undefined;
-  const backend = tensors ? await tensors.initBackend(backendRequest, { allowSoftwareAdapter: execution.allowSoftwareAdapter }) : undefined;
-  if (tensors && backend) print(tensors.describeBackend(backend));
+  const chosen = tensors ? await tensors.initBackend(backendRequest, { allowSoftwareAdapter: execution.allowSoftwareAdapter }) : undefined;
   const given = { ...execution.workers, ...parseWorkers(options.workers) };
-  const cpuBound = tensors !== undefined && backend !== undefined && tensors.runsOnCpu(backend.name, gpus);
-  const workers: Record<Pool, number> = { gpu: given.gpu === 'auto' ? (cpuBound ? os.availableParallelism() : Math.max(1, gpus)) : given.gpu, cpu: given.cpu };
+  const cpuBound = tensors !== undefined && chosen !== undefined && tensors.runsOnCpu(chosen.name, gpus);
+  // Tensor workers and the onnx engine's threads share the cores (of this machine: Slurm jobs size theirs on their node).
+  const sized = tensors
+    ? sizeTensorWorkers({
+        cores: os.availableParallelism(),
+        gpus,
+        cpuBound,
+        workers: given.gpu,
+        threads: threadsOption ?? execution.threads,
+        threadsFrom: threadsOption !== undefined ? '--threads' : 'execution.threads',
+      })
+    : { workers: given.gpu === 'auto' ? Math.max(1, gpus) : given.gpu, threads: 1 };
+  const backend = chosen && (chosen.engine === 'onnx' ? { ...chosen, threads: sized.threads } : chosen);
+  if (tensors && backend) print(tensors.describeBackend(backend));
+  const workers: Record<Pool, number> = { gpu: sized.workers, cpu: given.cpu };
   const events = new EventLog(sweep.paths.events);
   let lanes: Lanes | undefined;
   const concurrency = (stage: Stage) => {
@@ -97,10 +113,10 @@ async function runSweep(manifestFile: string, options: RunOptions, runs: string)
     workers,
     pluginModules: sweep.pluginModules,
     gpus,
-    backend: backend && { name: backend.name, allowSoftwareAdapter: execution.allowSoftwareAdapter },
+    backend: backend && { name: backend.name, allowSoftwareAdapter: execution.allowSoftwareAdapter, threads: sized.threads },
   });
   // Checked before the plan is recorded: a wrong partition changes nothing.
-  const slurm = executorKind === 'slurm' ? await startSlurm({ sweep, plan, toRun, events, progress, local, runs, backend: backendRequest }) : undefined;
+  const slurm = executorKind === 'slurm' ? await startSlurm({ sweep, plan, toRun, events, progress, local, runs, backend: backendRequest, threads: threadsOption }) : undefined;
   lanes = slurm ?? { of: (task) => local[task.pool], all: () => [local.gpu, local.cpu] };
   await writePlanFile(sweep, plan);
   events.append({ type: 'sweep-start', run: process.pid, message: `${toRun.length} to run${slurm ? ' (slurm)' : ''}` });

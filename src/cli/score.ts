@@ -29,7 +29,7 @@ import type { ModelEngine } from '../core/tensor/engine.ts';
 import type { MapArray, ModelMetric } from '../core/tensor/model-metric.ts';
 import type { NpyArray } from '../core/io/npy.ts';
 import { addArchParamOptions, checkParams, cliRegistry, parseParamPairs } from './arch-params.ts';
-import { parseBackend } from './context.ts';
+import { BACKEND_HELP, parseBackend, parseThreadsHere } from './context.ts';
 import { print, textTable } from './output.ts';
 
 interface ScoreOptions {
@@ -46,6 +46,7 @@ interface ScoreOptions {
   inputSize?: string;
   classes?: string;
   backend?: string;
+  threads?: string;
   quiet?: boolean;
 }
 
@@ -243,7 +244,7 @@ async function scoreModelMetric(plugin: ModelMetric, params: Params, maps: MapSe
   }
   const located = await inputsModule.locateModel(modelOptions, inputs, 'score');
   const tensors = await import('../core/tensor/backend.ts');
-  const backend = await tensors.initBackend(parseBackend(options.backend) ?? 'auto');
+  const backend = await tensors.initBackend(parseBackend(options.backend) ?? 'auto', { threads: parseThreadsHere(options.threads) });
   if (!options.quiet) print(tensors.describeBackend(backend));
   const model = await inputsModule.loadModel(located);
   let engine: ModelEngine | undefined;
@@ -280,7 +281,7 @@ async function score(options: ScoreOptions): Promise<void> {
   if (!registry.has('metric', options.metric)) throw new UserError(`--metric: ${registry.unknownMessage('metric', options.metric)}.`);
   const plugin = registry.get('metric', options.metric);
   const params = checkParams(plugin, parseParamPairs(options.param ?? [], '--param', 'perturbation=zero or thresholds=[0.9,0.5]'), () => '--param');
-  const modelOnly = [options.arch && '--arch', options.archParam?.length && '--arch-param', options.inputSize && '--input-size', options.classes && '--classes', options.backend && '--backend'].filter(Boolean);
+  const modelOnly = [options.arch && '--arch', options.archParam?.length && '--arch-param', options.inputSize && '--input-size', options.classes && '--classes', options.backend && '--backend', options.threads && '--threads'].filter(Boolean);
   const maps = await readMapSet(options.maps, '--maps');
   const warned = new Set<string>();
   const warn = (message: string) => {
@@ -325,7 +326,8 @@ export function registerScore(program: Command): void {
       .option('--arch <id>', 'the architecture of a .pth model (or of a bare tfjs model, for its preprocessing)')
       .option('--classes <names>', 'class names of a .pth model, comma-separated in output order')
       .option('--input-size <n>', 'input side in pixels for a .pth model and image inputs (default 224; a .npy sets it)')
-      .option('--backend <name>', 'tensor backend: auto, tensorflow, webgpu, wasm or cpu')
+      .option('--backend <name>', BACKEND_HELP)
+      .option('--threads <n>', 'intra-op threads of the onnx engine (default: every core)')
       .option('--quiet', 'print only where the rows went'),
   ).action(async (options: ScoreOptions) => score(options));
 }

@@ -9,7 +9,8 @@ import { EventLog } from '../core/store/events.ts';
 import { Store } from '../core/store/store.ts';
 import { createRegistry, readPlanFile, sweepPaths, type PlanFile } from '../core/sweep.ts';
 import type { BackendRequest } from '../core/tensor/backend-names.ts';
-import { parseBackend, runsDir } from './context.ts';
+import { backendRecord } from '../core/tensor/backend-names.ts';
+import { parseBackend, parseThreadsHere, runsDir } from './context.ts';
 import { print } from './output.ts';
 
 /** Set inside a Slurm job: the node it runs on. */
@@ -41,7 +42,8 @@ export function registerTask(program: Command): void {
     .command('run <key>')
     .description('run one planned task by itself in this process (what remote executors call)')
     .option('--backend <name>', 'tensor backend for a tensor task (default: the manifest’s execution.backend)')
-    .action(async (key: string, options: { backend?: string }, command: Command) => {
+    .option('--threads <n>', 'intra-op threads of the onnx engine (default: the manifest’s execution.threads, else every core this job may use)')
+    .action(async (key: string, options: { backend?: string; threads?: string }, command: Command) => {
       const runs = runsDir(command);
       const found = findTask(runs, key);
       const store = new Store(path.join(runs, 'cache'));
@@ -53,9 +55,13 @@ export function registerTask(program: Command): void {
         }
       }
       const registry = await createRegistry(found.plan.pluginModules[0], found.plan.pluginModules.slice(1), found.plan.manifestDir);
-      const execution = (found.plan.manifest.execution ?? {}) as { backend?: BackendRequest; allowSoftwareAdapter?: boolean };
+      const execution = (found.plan.manifest.execution ?? {}) as { backend?: BackendRequest; threads?: number | 'auto'; allowSoftwareAdapter?: boolean };
+      // One task in this process: the onnx engine may use every core it is given (a Slurm job: those of its allocation).
+      const cores = os.availableParallelism();
+      const threadsOption = parseThreadsHere(options.threads);
+      const threads = threadsOption ?? (typeof execution.threads === 'number' ? Math.min(execution.threads, cores) : undefined);
       const tensors = found.task.pool === 'gpu' ? await import('../core/tensor/backend.ts') : undefined;
-      const backend = tensors && (await tensors.initBackend(parseBackend(options.backend) ?? execution.backend ?? 'auto', { allowSoftwareAdapter: execution.allowSoftwareAdapter }));
+      const backend = tensors && (await tensors.initBackend(parseBackend(options.backend) ?? execution.backend ?? 'auto', { allowSoftwareAdapter: execution.allowSoftwareAdapter, threads }));
       if (tensors && backend) print(tensors.describeBackend(backend));
       const abort = new AbortController();
       process.once('SIGTERM', () => abort.abort());
@@ -69,7 +75,7 @@ export function registerTask(program: Command): void {
           manifestDir: found.plan.manifestDir,
           attempt: 1,
           signal: abort.signal,
-          backend: backend && { name: backend.name, device: backend.device },
+          backend: backend && backendRecord(backend),
           progress: (done, total, note) => print(`${found.task.label}: ${done}/${total}${note ? ` ${note}` : ''}`),
           warn: (message) => print(`warning: ${message}`),
         });

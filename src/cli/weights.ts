@@ -13,7 +13,7 @@ import type { Params } from '../core/plugins/types.ts';
 import type { ModelCard, TfjsArchitecture } from '../core/tensor/tfjs-architecture.ts';
 import { checkStoreName, storedWeightsDir, weightsStoreDir } from '../core/tensor/weights-store.ts';
 import { addArchParamOptions, architectureFromOptions, type ArchOptions } from './arch-params.ts';
-import { parseBackend } from './context.ts';
+import { BACKEND_HELP, parseBackend } from './context.ts';
 import { print, printJson, textTable } from './output.ts';
 
 interface ImportOptions extends ArchOptions {
@@ -195,7 +195,7 @@ export function registerWeights(program: Command): void {
       .option('--as <name>', 'store name (default: <arch>-imagenet for torchvision’s ImageNet weights, else <arch>-<file name>)')
       .option('--classes <names>', 'class names in output order, comma-separated (default: 0, 1, …)')
       .option('--input-size <n>', 'side of the square input in pixels (default 224)')
-      .option('--backend <name>', 'tensor backend: auto, tensorflow, webgpu, wasm or cpu'),
+      .option('--backend <name>', BACKEND_HELP),
   ).action(async (arch: string, file: string, options: ImportOptions) => importWeights(arch, file, options));
 
   weights

@@ -10,8 +10,8 @@ export interface WorkerSetup {
   cacheRoot: string;
   eventsFile: string;
   runPid: number;
-  /** Tensor workers start this backend before their first task. */
-  backend?: { name: BackendName; allowSoftwareAdapter: boolean };
+  /** Tensor workers start this backend before their first task, the onnx engine with `threads` intra-op threads. */
+  backend?: { name: BackendName; allowSoftwareAdapter: boolean; threads: number };
 }
 
 export type ToWorker =

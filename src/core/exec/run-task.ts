@@ -4,6 +4,7 @@ import type { Registry } from '../plugins/registry.ts';
 import type { EventLog } from '../store/events.ts';
 import type { Store } from '../store/store.ts';
 import { runStage } from '../stages/run-stage.ts';
+import type { BackendRecord } from '../tensor/backend-names.ts';
 
 export interface TaskRunEnv {
   registry: Registry;
@@ -15,7 +16,7 @@ export interface TaskRunEnv {
   attempt: number;
   signal: AbortSignal;
   /** The tensor backend this process runs, recorded in the artifact's meta.json. */
-  backend?: { name: string; device: string };
+  backend?: BackendRecord;
   progress?(done: number, total: number, note?: string): void;
   warn?(message: string): void;
 }

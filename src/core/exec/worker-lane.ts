@@ -3,6 +3,7 @@ import type { Pool } from '../plan/stages.ts';
 import type { EventLog } from '../store/events.ts';
 import type { Store } from '../store/store.ts';
 import type { TaskLane } from './lane.ts';
+import { tensorWorkerEnv } from './tensor-env.ts';
 import type { WorkerSetup } from './protocol.ts';
 import type { ProgressSink } from './progress.ts';
 import type { TaskOutcome } from './run-task.ts';
@@ -73,7 +74,8 @@ export function workerLanes(options: WorkerLaneOptions): Record<Pool, WorkerLane
       backend: pool === 'gpu' ? options.backend : undefined,
     };
     const workerPool = new WorkerPool(workers[pool], (slot) => {
-      const env: NodeJS.ProcessEnv = { ...process.env, SALGRID_WORKER_POOL: pool, SALGRID_WORKER_SLOT: String(slot) };
+      const base = pool === 'gpu' ? tensorWorkerEnv(process.env) : process.env;
+      const env: NodeJS.ProcessEnv = { ...base, SALGRID_WORKER_POOL: pool, SALGRID_WORKER_SLOT: String(slot) };
       if (pool === 'gpu' && gpus > 0) env.CUDA_VISIBLE_DEVICES = String(slot % gpus);
       return new WorkerProcess(setup, env, {
         progress: (key, done, total, note) => progress.taskProgress(key, done, total, note),

@@ -9,6 +9,7 @@ import { Registry, loadPluginModules } from '../plugins/registry.ts';
 import { EventLog } from '../store/events.ts';
 import { Store } from '../store/store.ts';
 import type { BackendInfo } from '../tensor/backend.ts';
+import { backendRecord } from '../tensor/backend-names.ts';
 import type { FromWorker, ToWorker, WorkerSetup } from './protocol.ts';
 import { executeTask } from './run-task.ts';
 
@@ -35,7 +36,7 @@ async function init(given: WorkerSetup): Promise<void> {
     await loadPluginModules(registry, given.pluginModules, given.manifestDir);
     if (given.backend) {
       const { initBackend } = await import('../tensor/backend.ts');
-      backend = await initBackend(given.backend.name, { allowSoftwareAdapter: given.backend.allowSoftwareAdapter });
+      backend = await initBackend(given.backend.name, { allowSoftwareAdapter: given.backend.allowSoftwareAdapter, threads: given.backend.threads });
     }
     send({ type: 'ready' });
   } catch (error) {
@@ -54,7 +55,7 @@ async function run(task: Parameters<typeof executeTask>[0], attempt: number): Pr
       runPid: setup!.runPid,
       attempt,
       signal: abort.signal,
-      backend: backend && { name: backend.name, device: backend.device },
+      backend: backend && backendRecord(backend),
       progress: (done, total, note) => send({ type: 'progress', key: task.key, done, total, note }),
       warn: (text) => send({ type: 'warn', key: task.key, message: text }),
     });

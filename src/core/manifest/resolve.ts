@@ -8,6 +8,7 @@ import { PLUGIN_LISTS, manifestSchema } from './schema.ts';
 import { ManifestSource, manifestError, type ManifestProblem } from './source.ts';
 import { closest } from './suggest.ts';
 import type { SlurmConfig } from '../exec/slurm/config.ts';
+import type { BackendRequest } from '../tensor/backend-names.ts';
 import type { DecisionConfig } from '../report/decision.ts';
 
 export interface ReportConfig {
@@ -39,7 +40,9 @@ export interface ExcludeRule {
 }
 
 export interface ExecutionConfig {
-  backend: 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
+  backend: BackendRequest;
+  /** Intra-op threads of each tensor worker's onnx engine. */
+  threads: 'auto' | number;
   allowSoftwareAdapter: boolean;
   gpus: 'auto' | number;
   workers: { gpu: number | 'auto'; cpu: number };

@@ -1,4 +1,5 @@
 import { STAGES } from '../plan/stages.ts';
+import { BACKEND_REQUESTS } from '../tensor/backend-names.ts';
 import type { Registry } from '../plugins/registry.ts';
 import type { JsonSchema, PluginKind } from '../plugins/types.ts';
 
@@ -266,11 +267,17 @@ export function manifestSchema(registry?: Registry): JsonSchema {
         description: 'Where and how tasks run.',
         properties: {
           backend: {
-            enum: ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'],
+            enum: [...BACKEND_REQUESTS],
             default: 'auto',
-            description: 'TensorFlow.js backend; auto takes the first that works of tensorflow (tfjs-node-gpu, tfjs-node), webgpu, wasm, cpu.',
+            description:
+              'What runs the networks: onnx (ONNX Runtime) on onnx:cuda, onnx:webgpu or onnx:cpu (onnx: the first of these that works), or a TensorFlow.js backend (tensorflow, webgpu, wasm, cpu); auto takes the first that works of onnx:cuda, onnx:webgpu (a hardware GPU), onnx:cpu, tensorflow, webgpu, wasm, cpu.',
           },
-          allowSoftwareAdapter: { type: 'boolean', default: false, description: 'Let webgpu run on a software Vulkan driver (lavapipe): for tests, far too slow for work.' },
+          threads: {
+            anyOf: [{ const: 'auto' }, { type: 'integer', minimum: 1 }],
+            default: 'auto',
+            description: 'Intra-op threads of each tensor worker’s onnx engine; workers × threads never exceeds the cores (auto: the cores divided among the tensor workers).',
+          },
+          allowSoftwareAdapter: { type: 'boolean', default: false, description: 'Let webgpu and onnx:webgpu run on a software Vulkan driver (lavapipe): for tests, far too slow for work.' },
           gpus: { anyOf: [{ const: 'auto' }, { type: 'integer', minimum: 0 }], default: 'auto', description: 'GPUs to use (auto: all that nvidia-smi lists).' },
           workers: {
             type: 'object',
@@ -280,7 +287,7 @@ export function manifestSchema(registry?: Registry): JsonSchema {
               gpu: {
                 anyOf: [{ const: 'auto' }, { type: 'integer', minimum: 1 }],
                 default: 'auto',
-                description: 'Concurrent tensor tasks (train, predict, explain, perturbation metrics), each in its own worker process; auto: one per GPU, else 1.',
+                description: 'Concurrent tensor tasks (train, predict, explain, perturbation metrics), each in its own worker process; auto: one per GPU, or on a backend that computes on the CPU one per core (fewer when execution.threads gives each more than one).',
               },
               cpu: integer(1, 2, 'Concurrent cpu tasks (index, split, map-only metrics, aggregate, report).'),
             },

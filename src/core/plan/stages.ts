@@ -10,8 +10,8 @@ export const STAGE_VERSION: Record<Stage, number> = {
   predict: 1,
   explain: 1,
   score: 1,
-  aggregate: 3,
-  report: 3,
+  aggregate: 4,
+  report: 4,
 };
 
 export const STAGE_DEPTH: Record<Stage, number> = Object.fromEntries(STAGES.map((s, i) => [s, i])) as Record<Stage, number>;

@@ -7,6 +7,7 @@ import type { Store } from '../store/store.ts';
 import { existsSync } from 'node:fs';
 import { ARTIFACT_FILES, readJson, type PredictionsFile } from '../stages/artifacts.ts';
 import type { SplitResult } from '../stages/split.ts';
+import { backendRows } from './backends.ts';
 import { classificationMetrics, zeroDivisionWarnings } from './classification.ts';
 
 export interface AggregateCell {
@@ -49,6 +50,8 @@ type Row = Record<string, ScoreValue>;
  * - `folds`: fold × class × images in train, val, test;
  * - `variants`: kind (architecture, explainer, metric) × label → plugin id
  *   and params (JSON): what each label in the other tables stands for;
+ * - `backends`: stage × backend (name, engine, device, onnx threads) → tasks:
+ *   what ran the tensor tasks behind these tables, from their meta.json;
  * - `training`: model × fold × epoch → the train loop's history (learningRate,
  *   trainLoss, trainAccuracy, valLoss, valAccuracy…), for architectures that keep one;
  * - `predictions`: model × fold × image → true and predicted class, confidence
@@ -69,12 +72,13 @@ type Row = Record<string, ScoreValue>;
  * - `confusion-total`: model × true × predicted → count summed over folds.
  * Classification values are fractions 0…1, as scikit-learn defines them
  * (see classification.ts); classes are named, in the dataset's class order.
- * With several dataset variants every table but `variants` starts with a
+ * With several dataset variants every table but `variants` and `backends` starts with a
  * `dataset` column and its groups are per dataset variant as well.
  */
 export const RESULT_TABLES = [
   'folds',
   'variants',
+  'backends',
   'training',
   'predictions',
   'scores',
@@ -121,6 +125,7 @@ export async function aggregate(params: AggregateParams, store: Store, out: stri
   const foldKeys = [...datasetKeys, 'fold', 'class'];
   tables.folds = rows(aq.from(balance).groupby(...foldKeys).pivot('part', 'count').select(...foldKeys, 'train', 'val', 'test').orderby(...foldKeys));
   tables.variants = (params.variants ?? []).map((v) => ({ kind: v.kind, label: v.label, id: v.id, params: JSON.stringify(v.params) }));
+  tables.backends = backendRows(params.cells, store);
   tables.training = uniformRows(training);
   tables.predictions = predictionRows(predictions);
   const stats = { mean: aq.op.mean('value'), sd: aq.op.stdev('value'), n: aq.op.valid('value') };

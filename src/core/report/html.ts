@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { ResultRow } from '../plugins/types.ts';
+import { describeBackendRow } from './backends.ts';
 import { VERDICTS, modelOnDataset, qualifier, type Decisions, type ExplainerFinding, type ModelVerdict } from './decision.ts';
 import { PERCENT_COLUMNS, columnsOf, confusionMatrix, formatValue } from './format.ts';
 import type { Gallery } from './gallery.ts';
@@ -257,6 +258,18 @@ table.gallery .caption{font-size:.75rem;color:#555;max-width:128px;word-break:br
 .right{color:#2e7d32}.wrong{color:#c62828}.missing{color:#aaa}
 `;
 
+/** " Tensor work: onnx:cpu on CPU (ONNX Runtime 1.23.2), 2 threads." — with the task counts when several backends ran. */
+function tensorWork(rows: ResultRow[]): string {
+  const tasks = new Map<string, number>();
+  for (const row of rows) {
+    const text = describeBackendRow(row);
+    tasks.set(text, (tasks.get(text) ?? 0) + (typeof row.tasks === 'number' ? row.tasks : 0));
+  }
+  if (tasks.size === 0) return '';
+  if (tasks.size === 1) return ` Tensor work: ${[...tasks.keys()][0]}.`;
+  return ` Tensor work: ${[...tasks].map(([text, n]) => `${text} (${n} task${n === 1 ? '' : 's'})`).join('; ')}.`;
+}
+
 /** The whole page. */
 export function reportHtml(page: ReportPage): string {
   const { tables } = page;
@@ -276,6 +289,7 @@ export function reportHtml(page: ReportPage): string {
     tableSection('Saliency measures (mean ± sd over folds)', tables['summary-over-folds'], { note: summaryNote, file: 'summary-over-folds' }),
     tableSection('Saliency measures per class (mean ± sd over images of the class, all folds)', tables['summary-by-class'], { file: 'summary-by-class' }),
     tableSection('Images per class in each fold', tables.folds),
+    tableSection('Backends that ran the tensor tasks (from their meta.json)', tables.backends),
   ];
   const nav = [
     ['verdicts', 'Verdicts'],
@@ -290,7 +304,7 @@ export function reportHtml(page: ReportPage): string {
 <title>salgrid · ${escapeHtml(page.name)}</title>
 <style>${STYLE}</style>
 </head><body>
-<header><h1>salgrid report: ${escapeHtml(page.name)}</h1><p>${escapeHtml(overview)}. Tables and charts as files: <code>results/</code> and <code>charts/</code> beside this page.</p></header>
+<header><h1>salgrid report: ${escapeHtml(page.name)}</h1><p>${escapeHtml(overview)}.${escapeHtml(tensorWork(tables.backends ?? []))} Tables and charts as files: <code>results/</code> and <code>charts/</code> beside this page.</p></header>
 <nav>${nav}</nav>
 <main>
 <section id="verdicts"><h2>Verdicts</h2>

@@ -20,7 +20,8 @@ export interface ArtifactMeta {
   ms: number;
   host: string;
   pid: number;
-  backend?: { name: string; device: string };
+  /** Tensor tasks: the backend that ran them (name, engine, device, the onnx engine's threads). */
+  backend?: { name: string; device: string; engine?: 'onnx' | 'tfjs'; threads?: number };
   [extra: string]: unknown;
 }
 
