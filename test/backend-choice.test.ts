@@ -202,7 +202,7 @@ describe('starting a backend in this process', () => {
     // tfjs beside it (per-image math, training): wasm, whose training kernels are ~100× faster than tfjs-cpu's.
     assert.equal(tf.getBackend(), 'wasm');
     assert.equal(describeBackend(info), `backend: onnx:cpu on ${info.device}, 1 thread`);
-    assert.deepEqual(backendRecord(info), { name: 'onnx:cpu', engine: 'onnx', device: info.device, threads: 1 });
+    assert.deepEqual(backendRecord(info), { name: 'onnx:cpu', engine: 'onnx', device: info.device, threads: 1, tfjs: 'wasm' });
     // Asking again (auto, onnx) keeps the started backend; new threads reach the engine choice.
     assert.equal((await initBackend('onnx', { threads: 1 })).name, 'onnx:cpu');
     const more = await initBackend('auto', { threads: 2 });
@@ -269,7 +269,7 @@ describe('the backends table', () => {
       writeFileSync(path.join(dir, 'meta.json'), JSON.stringify({ key, stage, ...(backend ? { backend } : {}) }));
       return { stage, key };
     };
-    const onnx = { name: 'onnx:cpu', engine: 'onnx', device: 'CPU (ONNX Runtime 1.23.2)', threads: 2 };
+    const onnx = { name: 'onnx:cpu', engine: 'onnx', device: 'CPU (ONNX Runtime 1.23.2)', threads: 2, tfjs: 'wasm' };
     const cells = [
       meta('predict', 'p1', onnx),
       meta('train', 't1', onnx),
@@ -278,13 +278,14 @@ describe('the backends table', () => {
       meta('score', 's1'),
     ];
     const rows = backendRows(cells, store);
+    // Training runs on the tfjs backend beside the onnx engine, and its rows say so.
     assert.deepEqual(rows, [
-      { stage: 'train', backend: 'onnx:cpu', engine: 'onnx', device: 'CPU (ONNX Runtime 1.23.2)', threads: 2, tasks: 2 },
       { stage: 'train', backend: 'wasm', engine: 'tfjs', device: 'CPU (WebAssembly, single-threaded)', threads: null, tasks: 1 },
+      { stage: 'train', backend: 'wasm', engine: 'tfjs', device: 'TensorFlow.js (training beside onnx:cpu)', threads: null, tasks: 2 },
       { stage: 'predict', backend: 'onnx:cpu', engine: 'onnx', device: 'CPU (ONNX Runtime 1.23.2)', threads: 2, tasks: 1 },
     ]);
-    assert.equal(describeBackendRow(rows[0]), 'onnx:cpu on CPU (ONNX Runtime 1.23.2), 2 threads');
-    assert.equal(describeBackendRow(rows[1]), 'wasm on CPU (WebAssembly, single-threaded)');
+    assert.equal(describeBackendRow(rows[2]), 'onnx:cpu on CPU (ONNX Runtime 1.23.2), 2 threads');
+    assert.equal(describeBackendRow(rows[0]), 'wasm on CPU (WebAssembly, single-threaded)');
   });
 });
 

@@ -10,12 +10,16 @@
  * weight by about ±lr·g/(|g|+ε), so float noise in a near-zero gradient can
  * flip a whole step: its weights are compared with ε = 1e-3, where the step
  * stays proportional to tiny gradients, likewise to 1e-3 of its largest change.
+ *
+ * The onnx engine is cross-checked on the same weights for what it runs
+ * (forward and gradients; training stays on TensorFlow.js), same tolerances.
  */
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/core/tensor/backend.ts';
 import { inputGradient, layerGradient } from '../src/core/tensor/gradients.ts';
+import { OnnxEngine } from '../src/core/tensor/onnx-engine.ts';
 import { seededRandom } from '../src/core/random.ts';
 import { SMALL_V2_BLOCKS, makeNet, mobileNetV2, smallCnn, type Builder } from './nets.ts';
 
@@ -140,5 +144,32 @@ describe('backend numerics against the cpu backend', () => {
         }
       });
     }
+  }
+});
+
+describe('engine numerics: the onnx engine against the tfjs cpu backend on the same weights', () => {
+  for (const spec of CASES) {
+    it(`onnx:cpu: ${spec.name} — forward, input gradient, layer gradient`, async () => {
+      const { weights, input, results: want } = reference.get(spec.name)!;
+      await tf.setBackend('cpu');
+      const net = makeNet(`${spec.name.replace(/\W/g, '_')}_onnx`, [spec.size, spec.size, 3], spec.build);
+      const tensors = net.model.weights.map((w, i) => tf.tensor(weights[i], w.shape as number[]));
+      net.model.setWeights(tensors);
+      tf.dispose(tensors);
+      const engine = new OnnxEngine(net.model, { device: 'cpu', threads: 1 });
+      const x = tf.tensor4d(input, [BATCH, spec.size, spec.size, 3]);
+      try {
+        const logits = await engine.scores(x, { beforeSoftmax: false });
+        assertClose(await read(logits), want.logits, 1e-4, 'logits');
+        const both = await engine.gradients(x, TARGET, { layers: [spec.layer], input: true });
+        assertClose(await read(both.input!), want.inputGrad, 1e-3, 'input gradient');
+        assertClose(await read(both.layers[0].gradients), want.layerGrad, 1e-3, `gradient at ${spec.layer}`);
+        tf.dispose([logits, both.input!, both.layers[0].activations, both.layers[0].gradients]);
+      } finally {
+        x.dispose();
+        engine.dispose();
+        net.model.dispose();
+      }
+    });
   }
 });

@@ -12,31 +12,6 @@ function project(backend: string): string {
   return dir;
 }
 
-/**
- * Whether createEngine builds the onnx engine yet: the sweep below needs
- * OnnxEngine wired behind engine-choice.ts; until then it is skipped, and the
- * plumbing (choice, threads, meta.json, report) is tested on the fixture
- * plugins, which run no network.
- */
-async function onnxEngineWired(): Promise<boolean> {
-  const tf = await import('@tensorflow/tfjs');
-  const { engineChoice, setEngineChoice } = await import('../src/core/tensor/engine-choice.ts');
-  const { createEngine } = await import('../src/core/tensor/engines.ts');
-  const before = engineChoice();
-  const model = tf.sequential({ layers: [tf.layers.dense({ inputShape: [2], units: 2 })] });
-  setEngineChoice({ engine: 'onnx', device: 'cpu', threads: 1 });
-  try {
-    createEngine(model).dispose();
-    return true;
-  } catch (error) {
-    return !/not built into this salgrid yet/.test(String(error));
-  } finally {
-    setEngineChoice(before);
-    model.dispose();
-  }
-}
-
-const ONNX_ENGINE = await onnxEngineWired();
 
 describe('backend choice', () => {
   it('auto takes the first backend that works, says why the others were passed over, and records it in tensor artifacts', () => {
@@ -53,7 +28,7 @@ describe('backend choice', () => {
     assert.equal(result.stderr, '');
     const trainDir = path.join(dir, 'runs/cache/train');
     const meta = JSON.parse(readFileSync(path.join(trainDir, readdirSync(trainDir)[0], 'meta.json'), 'utf8'));
-    assert.deepEqual(meta.backend, { name: 'onnx:cpu', engine: 'onnx', device: line.match(/on (CPU \(ONNX Runtime [\d.]+\))/)![1], threads });
+    assert.deepEqual(meta.backend, { name: 'onnx:cpu', engine: 'onnx', device: line.match(/on (CPU \(ONNX Runtime [\d.]+\))/)![1], threads, tfjs: 'wasm' });
     const splitDir = path.join(dir, 'runs/cache/split');
     assert.equal(JSON.parse(readFileSync(path.join(splitDir, readdirSync(splitDir)[0], 'meta.json'), 'utf8')).backend, undefined, 'cpu tasks record no backend');
     // The results and the report say what ran the tensor work.
@@ -61,11 +36,12 @@ describe('backend choice', () => {
     assert.deepEqual(
       backends.map((r: Record<string, unknown>) => [r.stage, r.backend, r.engine, r.threads, r.tasks]),
       [
-        ['train', 'onnx:cpu', 'onnx', threads, 3],
+        // Training stays on TensorFlow.js (wasm) beside the onnx engine.
+        ['train', 'wasm', 'tfjs', null, 3],
         ['predict', 'onnx:cpu', 'onnx', threads, 3],
       ],
     );
-    assert.match(readFileSync(path.join(dir, 'runs/demo/report.html'), 'utf8'), new RegExp(`Tensor work: onnx:cpu on CPU \\(ONNX Runtime [\\d.]+\\), ${threads} threads?\\.`));
+    assert.match(readFileSync(path.join(dir, 'runs/demo/report.html'), 'utf8'), new RegExp(`Tensor work: onnx:cpu on CPU \\(ONNX Runtime [\\d.]+\\), ${threads} threads?; training on TensorFlow\\.js \\(wasm\\)\\.`));
   });
 
   it('a tfjs backend asked for by name still runs the sweep, and records its engine', () => {
@@ -91,7 +67,7 @@ describe('backend choice', () => {
     assert.match(tooMany.stderr, new RegExp(`^salgrid: --threads ${cores} × 2 tensor workers would run ${2 * cores} threads on ${cores} cores; make workers × threads at most ${cores}`));
   });
 
-  it('--backend onnx runs a real network end to end (train on tfjs, predict, explain, score on ONNX Runtime) and says so', { skip: ONNX_ENGINE ? false : 'the onnx engine is not wired into createEngine yet' }, () => {
+  it('--backend onnx runs a real network end to end (train on tfjs, predict, explain, score on ONNX Runtime) and says so', () => {
     const dir = tempDir();
     writeFileSync(
       path.join(dir, 'sweep.yaml'),
@@ -118,7 +94,7 @@ describe('backend choice', () => {
         assert.equal(meta.backend.threads, 1);
       }
     }
-    assert.match(readFileSync(path.join(dir, 'runs/onnx/report.html'), 'utf8'), /Tensor work: onnx:cpu on CPU \(ONNX Runtime [\d.]+\), 1 thread\./);
+    assert.match(readFileSync(path.join(dir, 'runs/onnx/report.html'), 'utf8'), /Tensor work: onnx:cpu on CPU \(ONNX Runtime [\d.]+\), 1 thread; training on TensorFlow\.js \(wasm\)\./);
   });
 
   it('a named backend that is not installed is one clear error saying how to get it', () => {

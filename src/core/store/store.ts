@@ -21,7 +21,7 @@ export interface ArtifactMeta {
   host: string;
   pid: number;
   /** Tensor tasks: the backend that ran them (name, engine, device, the onnx engine's threads). */
-  backend?: { name: string; device: string; engine?: 'onnx' | 'tfjs'; threads?: number };
+  backend?: { name: string; device: string; engine?: 'onnx' | 'tfjs'; threads?: number; tfjs?: string };
   [extra: string]: unknown;
 }
 

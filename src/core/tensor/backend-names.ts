@@ -24,11 +24,13 @@ export interface BackendRecord {
   device: string;
   /** The onnx engine's intra-op threads. */
   threads?: number;
+  /** Beside the onnx engine: the TensorFlow.js backend that trains (the train stage's loop is still TensorFlow.js). */
+  tfjs?: string;
 }
 
 /** The record of a started backend (backend.ts's BackendInfo, without what was passed over). */
 export function backendRecord(info: BackendRecord): BackendRecord {
-  return { name: info.name, engine: info.engine, device: info.device, ...(info.threads !== undefined ? { threads: info.threads } : {}) };
+  return { name: info.name, engine: info.engine, device: info.device, ...(info.threads !== undefined ? { threads: info.threads } : {}), ...(info.tfjs !== undefined ? { tfjs: info.tfjs } : {}) };
 }
 
 /** Every accepted request, in the order messages list them. */

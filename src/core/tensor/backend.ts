@@ -48,6 +48,8 @@ export interface BackendInfo {
   device: string;
   /** The onnx engine's intra-op threads; absent for tfjs backends (salgrid does not set theirs). */
   threads?: number;
+  /** Beside the onnx engine: the TensorFlow.js backend for per-image math and training. */
+  tfjs?: string;
   /** Backends tried first that did not work, each with the reason. */
   passedOver: { name: BackendName; reason: string }[];
 }
@@ -220,7 +222,7 @@ export async function initBackend(request: BackendRequest, options: BackendOptio
     const result = await attempt(name, options, request === name);
     if (result.ok) {
       await tf.ready();
-      active = isOnnxBackend(name) ? { name, engine: 'onnx', device: result.device, threads, passedOver } : { name, engine: 'tfjs', device: result.device, passedOver };
+      active = isOnnxBackend(name) ? { name, engine: 'onnx', device: result.device, threads, tfjs: tf.getBackend(), passedOver } : { name, engine: 'tfjs', device: result.device, passedOver };
       chooseEngine(active);
       return active;
     }
