@@ -6,12 +6,16 @@
  * builder (onnx/gradient.ts), and compiled into a session once per (graph
  * kind, layers, rule, batch rows), then reused.
  *
- * Sessions have static shapes, so rows are padded up to a power of two (at
+ * Sessions are kept per process, keyed by the model's contents (topology and
+ * weights) and the graph: a worker that runs one model's explainers and
+ * metrics task after task builds each session once, whichever task loads the
+ * model. Sessions have static shapes, so rows are padded up to a power of two (at
  * most a cap that bounds memory): a handful of sessions serves every batch
  * size an explainer asks for, and a request larger than the cap runs in
  * chunks. Padded rows are zeros with a zero target mask: images do not
  * interact in inference, so they change nothing.
  */
+import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../errors.ts';
 import { nearestNames } from '../manifest/suggest.ts';
@@ -33,8 +37,30 @@ export interface OnnxEngineOptions {
 
 /** Pixels (rows × height × width) one session call takes at most: bounds the memory a gradient graph holds. */
 const MAX_PIXELS_PER_CALL = 16 * 224 * 224;
-/** Sessions kept per model; the least recently used beyond this are released. */
+/** Sessions kept in this process, all models together; the least recently used beyond this are released. */
 const MAX_SESSIONS = 12;
+
+/** Compiled sessions by `fingerprint|device|threads|graph key`, most recently used last. */
+const sessions = new Map<string, Promise<Compiled>>();
+
+/** Releases every session this process keeps (tests; a process about to exit). */
+export async function releaseOnnxSessions(): Promise<void> {
+  const pending = [...sessions.values()];
+  sessions.clear();
+  await Promise.all(pending.map((p) => p.then((compiled) => compiled.session.release(), () => {})));
+}
+
+/** What identifies a model's graphs: its topology and every weight's name, shape and values. */
+function modelFingerprint(model: tf.LayersModel): string {
+  const hash = createHash('sha256');
+  hash.update(JSON.stringify(model.toJSON(undefined, false)));
+  for (const weight of model.weights) {
+    const values = weight.read().dataSync() as Float32Array;
+    hash.update(`${weight.name}:${weight.shape.join('x')}:${weight.dtype};`);
+    hash.update(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+  }
+  return hash.digest('hex');
+}
 
 interface Compiled {
   session: OnnxSession;
@@ -85,7 +111,7 @@ export class OnnxEngine implements ModelEngine {
   readonly #model: tf.LayersModel;
   readonly #options: OnnxEngineOptions;
   readonly #exports = new Map<string, ExportedGraph>();
-  readonly #sessions = new Map<string, Promise<Compiled>>();
+  #fingerprint: string | undefined;
   #disposed = false;
   #finalSoftmax: boolean | undefined;
 
@@ -196,10 +222,9 @@ export class OnnxEngine implements ModelEngine {
     return joinRows(parts, counts) as tf.Tensor2D;
   }
 
+  /** Frees the exported graphs; the sessions stay in the process's cache for the next engine on the same model. */
   dispose(): void {
     this.#disposed = true;
-    for (const pending of this.#sessions.values()) void pending.then((compiled) => compiled.session.release(), () => {});
-    this.#sessions.clear();
     this.#exports.clear();
   }
 
@@ -253,13 +278,14 @@ export class OnnxEngine implements ModelEngine {
     return dependsOn(exported.layerGraph, exported.layerGraph.outputs[0], calls[0][0]);
   }
 
-  async #compiled(key: string, build: () => { graph: Graph; inputs: string[]; outputs: string[] }): Promise<Compiled> {
+  async #compiled(graphKey: string, build: () => { graph: Graph; inputs: string[]; outputs: string[] }): Promise<Compiled> {
     if (this.#disposed) throw new Error('ONNX engine used after dispose');
-    const found = this.#sessions.get(key);
+    this.#fingerprint ??= modelFingerprint(this.#model);
+    const key = `${this.#fingerprint}|${this.#options.device}|${this.#options.threads}|${graphKey}`;
+    const found = sessions.get(key);
     if (found) {
-      // Most recently used last.
-      this.#sessions.delete(key);
-      this.#sessions.set(key, found);
+      sessions.delete(key);
+      sessions.set(key, found);
       return found;
     }
     const pending = (async () => {
@@ -267,11 +293,11 @@ export class OnnxEngine implements ModelEngine {
       const session = await OnnxSession.create(serializeGraph(graph), { device: this.#options.device, threads: this.#options.threads });
       return { session, inputs, outputs };
     })();
-    this.#sessions.set(key, pending);
-    pending.catch(() => this.#sessions.delete(key));
-    while (this.#sessions.size > MAX_SESSIONS) {
-      const [oldest, evicted] = this.#sessions.entries().next().value as [string, Promise<Compiled>];
-      this.#sessions.delete(oldest);
+    sessions.set(key, pending);
+    pending.catch(() => sessions.delete(key));
+    while (sessions.size > MAX_SESSIONS) {
+      const [oldest, evicted] = sessions.entries().next().value as [string, Promise<Compiled>];
+      sessions.delete(oldest);
       void evicted.then((compiled) => compiled.session.release(), () => {});
     }
     return pending;
