@@ -166,7 +166,7 @@ export class OnnxEngine implements ModelEngine {
       for (const layer of unique) {
         if (!this.#reachesScore(exported, layer)) throw new UserError(`The output of model ${this.#model.name} does not depend on layer "${layer}"; pick one on the path to the output.`);
       }
-      const built = buildGradientGraph(exported.graph, { input: exported.input, score: exported.output, layers: values, inputGradient: wantsInput, rule, layouts: exported.layouts });
+      const built = buildGradientGraph(exported.graph, { input: exported.input, score: exported.output, layers: values, inputGradient: wantsInput, rule, layouts: exported.layouts, device: this.#options.device });
       const outputs = [...built.activations, ...built.gradients, ...(wantsInput && built.input !== undefined ? [built.input] : [])];
       return { graph: built.graph, inputs: [exported.input, built.targets], outputs };
     };

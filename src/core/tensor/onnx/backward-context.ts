@@ -7,6 +7,7 @@ import type { Attribute, ConstantTensor, DataType, GraphNode } from './graph.ts'
 import { elementCount, float32Tensor } from './graph.ts';
 import type { GraphBuilder } from './graph-builder.ts';
 import type { GraphIndex } from './graph-index.ts';
+import { routeToFirstMaxima } from './max-pool-routing.ts';
 
 /** Which backward rules: plain gradients, guided backprop, or DeepLift's rescale rule. */
 export type GradientRule = 'plain' | 'guided' | 'deeplift';
@@ -27,6 +28,14 @@ export interface Gradient {
   readonly plain?: string;
 }
 
+/**
+ * How max pooling's backward finds each window's maximum: the forward
+ * MaxPool's Indices output and ScatterElements (fast; ONNX Runtime's CPU and
+ * CUDA providers), or comparing the input with the pooled maxima
+ * (max-pool-routing.ts; the WebGPU provider computes no Indices).
+ */
+export type MaxPoolRouting = 'indices' | 'compare';
+
 /** The gradients one node passes back to its inputs (undefined: none), given the gradient at its first output. */
 export type BackwardRule = (ctx: BackwardContext, node: GraphNode, dy: Gradient, wants: readonly boolean[]) => ReadonlyArray<Gradient | undefined>;
 
@@ -41,6 +50,7 @@ export class BackwardContext {
     readonly index: GraphIndex,
     /** Values whose own gradient is asked for: a rule may not fold anything across them. */
     readonly requested: ReadonlySet<string>,
+    readonly maxPoolRouting: MaxPoolRouting = 'indices',
   ) {}
 
   shape(value: string): readonly number[] {
@@ -172,6 +182,15 @@ export class BackwardContext {
     const flat = this.reshape(v, [elementCount(this.shape(v))], `${name}.flat`);
     const scattered = this.op('ScatterElements', [this.zeros([total], `${name}.zeros`), flatIndices, flat], `${name}.scattered`, [total], { axis: { int: 0 }, reduction: { string: 'add' } });
     return this.reshape(scattered, inputShape, name);
+  }
+
+  /**
+   * v (one value per window of MaxPool `node`) sent to the first maximum of
+   * its window in the node's input, summed where windows share a cell.
+   */
+  routeToMaxima(node: GraphNode, v: string, name: string): string {
+    if (this.maxPoolRouting === 'compare') return routeToFirstMaxima(this, node, v, name);
+    return this.scatter(v, this.maxPoolIndices(node), this.shape(node.inputs[0]), name);
   }
 
   /** For a batch [inputs; references] (DeepLift): the two halves, each [1, pairs, ...]. */

@@ -99,11 +99,9 @@ function deepLiftActivation(plainGradient: PlainGradient): BackwardRule {
  */
 const deepLiftMaxPool: BackwardRule = (ctx, node, dy) => {
   const [x, y] = [node.inputs[0], node.outputs[0]];
-  const xShape = ctx.shape(x);
   const name = gradientName(node);
-  const indices = ctx.maxPoolIndices(node);
   const g = ctx.materialize(dy);
-  const plain = ctx.scatter(g, indices, xShape, `${name}.plain`);
+  const plain = ctx.routeToMaxima(node, g, `${name}.plain`);
   const [inputs, references] = ctx.halves(y);
   const half = ctx.shape(inputs);
   const cross = ctx.op('Max', [inputs, references], `${y}.cross`, half);
@@ -111,7 +109,7 @@ const deepLiftMaxPool: BackwardRule = (ctx, node, dy) => {
   const deltaOut = ctx.op('Concat', [ctx.op('Sub', [cross, references], `${y}.toInput`, half), ctx.op('Sub', [inputs, cross], `${y}.toReference`, half)], `${y}.deltaOut`, pairs, { axis: { int: 0 } });
   const seen = ctx.pairView(dy.plain ?? g);
   const weighted = ctx.reshape(ctx.op('Mul', [seen, deltaOut], `${name}.weighted`, pairs), ctx.shape(y), `${name}.weighted.rows`);
-  const routed = ctx.pairView(ctx.scatter(weighted, indices, xShape, `${name}.routed`));
+  const routed = ctx.pairView(ctx.routeToMaxima(node, weighted, `${name}.routed`));
   const both = ctx.op('ReduceSum', [routed, ctx.int64(`${name}.pairAxis`, [0])], `${name}.both`, [1, ...ctx.shape(routed).slice(1)], { keepdims: { int: 1 } });
   const ratio = ctx.op('Div', [both, guardedDelta(ctx, x).safe], `${name}.ratio`, ctx.shape(both));
   return [{ value: choose(ctx, x, plain, ratio, name), plain }];

@@ -1,10 +1,11 @@
 /**
  * Backward rules of pooling: MaxPool, AveragePool, GlobalAveragePool.
  *
- * Max pooling routes each window's gradient to the position its forward
- * node's Indices output names — ONNX Runtime takes the first maximum in
- * row-major window order, as PyTorch and tfjs's cpu kernels do — with
- * ScatterElements summing where overlapping windows share a maximum.
+ * Max pooling routes each window's gradient to the first maximum in
+ * row-major window order, as PyTorch and tfjs's cpu kernels do, summing
+ * where overlapping windows share a maximum: by the forward node's Indices
+ * output and ScatterElements, or where the device computes no Indices
+ * (WebGPU) by comparison with the pooled maxima (max-pool-routing.ts).
  *
  * Average pooling is linear: dx = Σ over the windows holding x of dy/D, D
  * each window's divisor. D depends on pads, count_include_pad and ceil mode
@@ -30,8 +31,7 @@ function poolWindow(node: GraphNode, xShape: readonly number[], yShape: readonly
 export const maxPoolBackward: BackwardRule = (ctx, node, dy) => {
   if (intAttribute(node, 'storage_order', 0) !== 0) throw new Error(`MaxPool ${node.name ?? node.outputs[0]}: column-major storage_order is not supported`);
   const x = node.inputs[0];
-  const indices = ctx.maxPoolIndices(node);
-  return [{ value: ctx.scatter(ctx.materialize(dy), indices, ctx.shape(x), `${x}.grad.${node.name ?? node.outputs[0]}`) }];
+  return [{ value: ctx.routeToMaxima(node, ctx.materialize(dy), `${x}.grad.${node.name ?? node.outputs[0]}`) }];
 };
 
 /** Cells of each window that lie inside the input (not in pads, not past a ceil-mode edge), per output position. */

@@ -29,6 +29,7 @@ import { concatBackward, gemmBackward, identityBackward, isReshaping, matMulBack
 import type { Graph, GraphNode } from './graph.ts';
 import { GraphBuilder } from './graph-builder.ts';
 import { GraphIndex, removeUnusedNodes } from './graph-index.ts';
+import type { OnnxDevice } from './session.ts';
 
 export { buildForwardFromValue, type ForwardFromValue, type ForwardFromValueSpec } from './forward-from-value.ts';
 export type { GradientRule } from './backward-context.ts';
@@ -80,6 +81,12 @@ export interface GradientSpec {
   readonly rule: GradientRule;
   /** Layouts of values (the exporter's): 4-D 'nchw' values come out NHWC. Absent: every value as the graph has it. */
   readonly layouts?: ReadonlyMap<string, ValueLayout>;
+  /**
+   * The execution provider the graph is built for (absent: cpu). Its ops
+   * differ where a provider lacks one: WebGPU computes no MaxPool Indices,
+   * so max pooling's backward compares with the pooled maxima there.
+   */
+  readonly device?: OnnxDevice;
 }
 
 export interface GradientGraph {
@@ -208,7 +215,7 @@ export function buildGradientGraph(forward: Graph, spec: GradientSpec): Gradient
   const builder = GraphBuilder.from(forward, `${forward.name}.gradients`);
   builder.outputs = [];
   const targets = builder.addInput('targets', scoreShape);
-  const ctx = new BackwardContext(builder, index, starts);
+  const ctx = new BackwardContext(builder, index, starts, spec.device === 'webgpu' ? 'compare' : 'indices');
   const gradients = new GradientSums(ctx);
   gradients.contribute(spec.score, { value: targets });
   const rules = { ...PLAIN_RULES, ...modifiedRules(spec.rule) };

@@ -48,7 +48,9 @@ export class OnnxSession {
   static async create(model: Uint8Array, options: SessionOptions): Promise<OnnxSession> {
     const ort = await onnxRuntime();
     const session = await ort.InferenceSession.create(model, {
-      executionProviders: [options.device],
+      // WebGPU in NCHW: ONNX Runtime 1.23.2's default NHWC kernels compute wrong convolutions for some channel
+      // counts (input channels 6, 9, 15… or a one-channel ConvTranspose from 5, 7… channels), checked against its CPU provider.
+      executionProviders: [options.device === 'webgpu' ? { name: 'webgpu', preferredLayout: 'NCHW' } : options.device],
       ...(options.threads !== undefined ? { intraOpNumThreads: options.threads } : {}),
       // One graph runs at a time; parallelism is inside the kernels.
       interOpNumThreads: 1,
