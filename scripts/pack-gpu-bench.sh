@@ -1,21 +1,33 @@
 #!/usr/bin/env bash
-# Builds gpu-bench/ (git-ignored): everything bench/backends.ts needs on a
-# machine with no Node.js and no network, in well under 64 MiB, to be carried
-# there next to the repository's tracked files and started with
-#   bash gpu-bench/run.sh [--allow-software] [--skip-mobilenet]
+# Builds gpu-bench/ (git-ignored): everything bench/backends.ts and
+# bench/engines.ts need on a machine with no Node.js and no network, in
+# well under 64 MiB, to be carried there next to the repository's tracked
+# files and started with
+#   bash gpu-bench/run.sh [--allow-software] [--skip-mobilenet]      (bench/backends.ts: tfjs backends)
+#   bash gpu-bench/run.sh engines [bench/engines.ts flags]           (ONNX Runtime's engines, wasm, PyTorch)
 #
 #   gpu-bench/run.sh          the launcher (scripts/gpu-bench/run.sh)
 #   gpu-bench/MANIFEST.txt    what is inside, with versions and sizes
 #   gpu-bench/busybox         Debian's busybox-static: unxz and tar for the launcher
-#   gpu-bench/payload.tar.xz  bin/node (this machine's, stripped), backends.mjs (the bench bundled
-#                             by esbuild, tfjs and webgpu left external), adapter.mjs, a slim
-#                             node_modules (the tfjs packages' Node bundles, the wasm binaries,
-#                             webgpu's linux-x64 dawn.node stripped), lib/ (Vulkan loader,
+#   gpu-bench/payload.tar.xz  bin/node (this machine's, stripped), backends.mjs and engines.mjs (the
+#                             benches bundled by esbuild; tfjs, webgpu, onnxruntime-node and sharp
+#                             left external), anchors/torch_explain.py (engines.mjs's PyTorch anchor),
+#                             adapter.mjs, a slim node_modules (the tfjs packages' Node bundles, the
+#                             wasm binaries, webgpu's linux-x64 dawn.node stripped, onnxruntime-node's
+#                             JavaScript and its linux-x64 bin folder: the binding and
+#                             libonnxruntime.so.1 with the CPU and WebGPU providers, onnxruntime-common,
+#                             a stub for sharp, which the benches never call), lib/ (Vulkan loader,
 #                             GLVND/EGL, the X11 libraries NVIDIA's Vulkan driver links, and
-#                             GCC 12's libstdc++ for dawn.node, from Debian packages)
+#                             GCC 12's libstdc++ for dawn.node and ONNX Runtime, from Debian packages)
+#
+# ONNX Runtime's CUDA provider is not carried: onnxruntime-node does not bundle
+# it (its installer downloads it, with CUDA 12 and cuDNN 9 libraries of several
+# hundred MB), so onnx:cuda rows report the provider missing unless the GPU
+# machine has it; onnx:webgpu runs on the Vulkan driver like tfjs's webgpu.
 #
 # xz rather than gzip saves about 10 MiB (Node alone: 21 against 31 MiB); the
-# carried busybox unpacks it where xz is not installed.
+# carried busybox unpacks it where xz is not installed. The folder must stay
+# under 64 MiB (what a device run carries); the script stops if it does not.
 #
 # Needs: `npm ci` done (with the optional `webgpu`), strip, xz, tar, and
 # apt-get able to reach a Debian mirror. Usage: scripts/pack-gpu-bench.sh [OUT_DIR]
@@ -26,6 +38,8 @@ die() { echo "pack-gpu-bench: $*" >&2; exit 1; }
 [ -d node_modules/@tensorflow/tfjs-backend-webgpu ] || die "node_modules is incomplete: run npm ci first"
 DAWN=node_modules/webgpu/dist/linux-x64/dawn.node
 [ -f "$DAWN" ] || die "the optional dependency webgpu (with $DAWN) is not installed"
+ORT_BIN=bin/napi-v6/linux/x64
+[ -f "node_modules/onnxruntime-node/$ORT_BIN/libonnxruntime.so.1" ] || die "onnxruntime-node (with $ORT_BIN/libonnxruntime.so.1) is not installed"
 for tool in strip xz tar apt-get dpkg; do command -v $tool >/dev/null || die "$tool is missing"; done
 
 BUILD=$(mktemp -d)
@@ -33,12 +47,19 @@ trap 'rm -rf "$BUILD"' EXIT
 STAGE=$BUILD/stage
 mkdir -p "$STAGE/bin" "$STAGE/lib" "$STAGE/node_modules"
 
-# ---- the bench, bundled: salgrid's own TypeScript becomes one .mjs, so neither tsx nor src/ travel.
-# tfjs stays external (one instance shared with the backends that register themselves on it),
-# and so does webgpu (dawn.node is found next to its index.js).
-node_modules/.bin/esbuild bench/backends.ts --bundle --platform=node --format=esm --target=node20 \
-  '--external:@tensorflow/*' --external:webgpu --legal-comments=none --log-level=warning \
-  --outfile="$STAGE/backends.mjs"
+# ---- the benches, bundled: salgrid's own TypeScript becomes one .mjs each, so neither tsx nor src/ travel.
+# tfjs stays external (one instance shared with the backends that register themselves on it), and so do
+# webgpu (dawn.node is found next to its index.js), onnxruntime-node (its binding is found by a relative
+# path) and sharp (a stub: the benches read no image files). The banner gives the bundle a `require`, which
+# the CommonJS packages inside it (yaml) call for Node's built-ins.
+for bench in backends engines; do
+  node_modules/.bin/esbuild "bench/$bench.ts" --bundle --platform=node --format=esm --target=node20 \
+    '--external:@tensorflow/*' --external:webgpu --external:onnxruntime-node --external:sharp \
+    --legal-comments=none --log-level=error --outfile="$STAGE/$bench.mjs" \
+    "--banner:js=import { createRequire as salgridCreateRequire } from 'node:module'; const require = salgridCreateRequire(import.meta.url);"
+done
+mkdir -p "$STAGE/anchors"
+cp bench/anchors/torch_explain.py "$STAGE/anchors/"
 cp scripts/gpu-bench/adapter.mjs "$STAGE/"
 
 # ---- node_modules: package.json, licence and the file(s) Node loads, nothing else
@@ -62,6 +83,17 @@ copy long "$(main_of long)"
 copy webgpu index.js
 mkdir -p "$STAGE/node_modules/webgpu/dist/linux-x64"
 strip --strip-unneeded -o "$STAGE/$DAWN" "$DAWN"
+# onnxruntime-node: its CommonJS files, the binding and libonnxruntime.so.1 (32 MiB, CPU and WebGPU
+# providers; about 8 MiB in the payload) for linux x64 only; onnxruntime-common's CommonJS build.
+copy onnxruntime-node $(cd node_modules/onnxruntime-node && ls dist/*.js)
+mkdir -p "$STAGE/node_modules/onnxruntime-node/$ORT_BIN"
+strip --strip-unneeded -o "$STAGE/node_modules/onnxruntime-node/$ORT_BIN/onnxruntime_binding.node" "node_modules/onnxruntime-node/$ORT_BIN/onnxruntime_binding.node"
+cp "node_modules/onnxruntime-node/$ORT_BIN/libonnxruntime.so.1" "$STAGE/node_modules/onnxruntime-node/$ORT_BIN/"
+copy onnxruntime-common $(cd node_modules/onnxruntime-common && find dist/cjs -name '*.js' -o -name package.json | sort)
+# sharp: the architecture plugins import it for reading images, which the benches never do.
+mkdir -p "$STAGE/node_modules/sharp"
+printf '{ "name": "sharp", "version": "0.0.0-gpu-bench-stub", "main": "index.js" }\n' > "$STAGE/node_modules/sharp/package.json"
+printf "module.exports = function sharp() { throw new Error('sharp is not carried in the GPU bench: it reads no image files'); };\n" > "$STAGE/node_modules/sharp/index.js"
 
 # ---- Node: this machine's binary, stripped (95 MiB; about 21 MiB in the payload)
 NODE_BIN=$(readlink -f "$(command -v node)")
@@ -95,18 +127,22 @@ cp "$BUILD/busybox/root/bin/busybox" "$PACKED/busybox" && chmod +x "$PACKED/busy
 "$PACKED/busybox" unxz -c "$PACKED/payload.tar.xz" | "$PACKED/busybox" tar -t >/dev/null || die "busybox cannot read the payload back"
 {
   echo "salgrid gpu-bench, built $(date -u +%Y-%m-%dT%H:%M:%SZ) from commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- bench src test scripts 2>/dev/null || echo ' with local changes')"
-  echo "node $("$NODE_BIN" --version), tfjs $(node -p "require('./node_modules/@tensorflow/tfjs/package.json').version"), webgpu $(node -p "require('./node_modules/webgpu/package.json').version")"
-  echo "run: bash gpu-bench/run.sh [--allow-software] [--skip-mobilenet]"
+  echo "node $("$NODE_BIN" --version), tfjs $(node -p "require('./node_modules/@tensorflow/tfjs/package.json').version"), webgpu $(node -p "require('./node_modules/webgpu/package.json').version"), onnxruntime-node $(node -p "require('./node_modules/onnxruntime-node/package.json').version")"
+  echo "run: bash gpu-bench/run.sh [--allow-software] [--skip-mobilenet]        (bench/backends.ts)"
+  echo "     bash gpu-bench/run.sh engines [--engines onnx:webgpu,onnx:cuda,onnx:cpu,torch:cuda] [--nets ...] [--only ...] [--timeout S]   (bench/engines.ts)"
   echo
   echo "Debian packages in lib/: $(cd "$BUILD/debs" && ls *.deb | sed 's/_amd64\.deb$//' | tr '\n' ' ')"
   echo "busybox: $(cd "$BUILD/busybox" && ls *.deb | sed 's/_amd64\.deb$//')"
   echo
   echo "payload (uncompressed, KiB):"
-  (cd "$STAGE" && du -sk bin/node node_modules/webgpu node_modules/@tensorflow node_modules/seedrandom node_modules/long lib backends.mjs adapter.mjs)
+  (cd "$STAGE" && du -sk bin/node node_modules/webgpu node_modules/@tensorflow node_modules/onnxruntime-node node_modules/onnxruntime-common node_modules/seedrandom node_modules/long node_modules/sharp lib backends.mjs engines.mjs anchors adapter.mjs)
   echo
   echo "folder (KiB):"
   (cd "$PACKED" && du -sk payload.tar.xz busybox run.sh)
 } > "$PACKED/MANIFEST.txt"
+# A device run carries at most 64 MiB in all: leave room for the launcher's own files and margin.
+size_kib=$(du -sk "$PACKED" | cut -f1)
+[ "$size_kib" -le $((60 * 1024)) ] || die "the folder is $((size_kib / 1024)) MiB, over the 60 MiB this script allows (a device run carries at most 64 MiB in all)"
 rm -rf "$OUT" && mv "$PACKED" "$OUT"
 cat "$OUT/MANIFEST.txt"
 echo "total: $(du -sh "$OUT" | cut -f1) in $OUT/"

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Runs bench/backends.ts from the self-contained folder that
-# scripts/pack-gpu-bench.sh builds (gpu-bench/), on a machine that has no
-# Node.js and no network: a GPU machine with NVIDIA's Vulkan driver, or, for
-# testing, a CPU-only one with lavapipe.
+# Runs bench/backends.ts (or, with `engines` first, bench/engines.ts) from
+# the self-contained folder that scripts/pack-gpu-bench.sh builds
+# (gpu-bench/), on a machine that has no Node.js and no network: a GPU
+# machine with NVIDIA's Vulkan driver, or, for testing, a CPU-only one with
+# lavapipe.
 #
 #   bash gpu-bench/run.sh [--allow-software] [--skip-mobilenet]
+#   bash gpu-bench/run.sh engines [--engines onnx:webgpu,onnx:cpu,torch:cuda] [--nets …] [--only …] [--timeout S]
 #
-# Arguments go to the bench. It unpacks the carried Node, bench and
+# Other arguments go to the bench. In engines mode an unacceptable WebGPU
+# adapter is reported but does not stop the run: the bench asks each engine
+# itself (ONNX Runtime's WebGPU provider has its own Dawn) and skips those that
+# do not start. It unpacks the carried Node, bench and
 # libraries (once per payload) into $GPU_BENCH_RT (default
 # ${TMPDIR:-/tmp}/salgrid-gpu-bench), links the carried libraries the system
 # lacks, points the Vulkan loader at NVIDIA's driver, checks which WebGPU
@@ -25,6 +30,8 @@
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 RT=${GPU_BENCH_RT:-${TMPDIR:-/tmp}/salgrid-gpu-bench}
+BENCH=backends
+if [ "${1:-}" = engines ]; then BENCH=engines; shift; fi
 SOFTWARE_FLAG=""
 for arg in "$@"; do [ "$arg" = --allow-software ] && SOFTWARE_FLAG=--allow-software; done
 say() { printf '== %s\n' "$*"; }
@@ -105,7 +112,7 @@ if [ -n "$glx" ]; then
 fi
 icd=${GPU_BENCH_ICD:-}
 if [ -z "$icd" ]; then
-  for f in /etc/vulkan/icd.d/nvidia*.json /usr/share/vulkan/icd.d/nvidia*.json /usr/local/etc/vulkan/icd.d/nvidia*.json /usr/local/share/vulkan/icd.d/nvidia*.json; do
+  for f in /etc/vulkan/icd.d/nvidia*.json /usr/share/vulkan/icd.d/nvidia*.json /usr/local/etc/vulkan/icd.d/nvidia*.json /usr/local/share/vulkan/icd.d/nvidia*.json /usr/local/nvidia/share/vulkan/icd.d/nvidia*.json; do
     [ -f "$f" ] && { icd=$f; break; }
   done
   if [ -z "$icd" ] && [ -n "$glx" ]; then
@@ -133,18 +140,21 @@ if [ $rc != 0 ]; then
     echo "-- Vulkan loader messages:"
     VK_LOADER_DEBUG=error,warn,driver "$NODE" adapter.mjs 2>&1 | grep -iE 'error|fail|nvidia|found|cannot|warning' | sort -u | head -30
   fi
-  if [ "${GPU_BENCH_SKIP_ADAPTER_CHECK:-0}" != 1 ]; then
+  if [ "$BENCH" = engines ]; then
+    echo "no acceptable WebGPU adapter for Dawn: onnx:webgpu will probably be skipped; running the engines bench anyway"
+  elif [ "${GPU_BENCH_SKIP_ADAPTER_CHECK:-0}" != 1 ]; then
     echo "GPU BENCH: no acceptable WebGPU adapter; not running the bench (GPU_BENCH_SKIP_ADAPTER_CHECK=1 runs it anyway)"
     exit $rc
   fi
 fi
 
 # ---- 5. the bench
-say "bench/backends.ts $*"
+say "bench/$BENCH.ts $*"
+# engines.mjs spawns its rows with the same Node (process.execPath) and finds anchors/ next to itself.
 if [ -n "${GPU_BENCH_TIMEOUT:-}" ]; then
-  timeout "$GPU_BENCH_TIMEOUT" "$NODE" backends.mjs "$@"
+  timeout "$GPU_BENCH_TIMEOUT" "$NODE" "$BENCH.mjs" "$@"
 else
-  "$NODE" backends.mjs "$@"
+  "$NODE" "$BENCH.mjs" "$@"
 fi
 rc=$?
 echo "bench exit code $rc"
