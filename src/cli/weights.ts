@@ -159,6 +159,51 @@ async function importWeights(archId: string, file: string, options: ImportOption
   }
 }
 
+interface ExportOptions extends ArchOptions {
+  inputSize?: string;
+  classes?: string;
+  backend?: string;
+}
+
+/**
+ * `salgrid weights export <model> <file.pth>`: a store entry, a model folder
+ * (a trained model from a run's cache too) or a .pth with --arch, written as
+ * a torchvision state dict that `load_state_dict(strict=True)` takes.
+ */
+async function exportWeights(location: string, file: string, options: ExportOptions): Promise<void> {
+  const out = path.resolve(file);
+  if (!/\.(pth|pt)$/i.test(out)) throw new UserError(`salgrid weights export writes a PyTorch state dict, so the output file must end in .pth or .pt; got ${file}.`);
+  if (!existsSync(path.dirname(out))) throw new MissingInputError(path.dirname(out), 'Output folder', 'create it first, or write the file elsewhere');
+  const backendRequest = parseBackend(options.backend) ?? 'auto';
+  const { locateModel, loadModel } = await import('./model-inputs.ts');
+  const source = await locateModel({ ...options, model: location }, { kind: 'images', files: [] }, 'explain').catch((error: unknown) => {
+    // A bare tfjs model is only refused for images by locateModel; say what export needs instead.
+    if (isUserError(error) && /bare tfjs model/.test((error as Error).message)) throw bareModelError(location);
+    throw error;
+  });
+  if (source.kind === 'tfjs' && !source.card) throw bareModelError(location);
+  const tensors = await import('../core/tensor/backend.ts');
+  print(tensors.describeBackend(await tensors.initBackend(backendRequest)));
+  const { exportTorchWeights } = await import('../core/tensor/torch-weights.ts');
+  const { writeStateDict } = await import('../core/io/pytorch-state-dict-write.ts');
+  const loaded = await loadModel(source);
+  try {
+    const tracked = loaded.card?.origin?.batchesTracked;
+    const entries = exportTorchWeights(loaded.model, { numBatchesTracked: typeof tracked === 'number' ? tracked : 0 });
+    await writeStateDict(out, entries);
+    const values = entries.reduce((sum, e) => sum + e.data.length, 0);
+    const card = loaded.card!;
+    print(`exported ${loaded.name}: ${card.architecture.id} (${formatParams(card.architecture.params)}), ${card.classes.length} classes, ${entries.length} tensors (${values.toLocaleString('en-US')} values)`);
+    print(`  to ${out}: a torchvision state dict; in PyTorch, model.load_state_dict(torch.load(path)) on the same architecture and number of classes`);
+  } finally {
+    loaded.model.dispose();
+  }
+}
+
+function bareModelError(location: string): UserError {
+  return new UserError(`${location} is a bare tfjs model (no model card), so which torchvision architecture its weights belong to is unknown; export a model salgrid built or imported (a weights-store name, a trained model's folder), or give its .pth with --arch.`);
+}
+
 interface StoreEntry {
   name: string;
   dir: string;
@@ -197,6 +242,16 @@ export function registerWeights(program: Command): void {
       .option('--input-size <n>', 'side of the square input in pixels (default 224)')
       .option('--backend <name>', BACKEND_HELP),
   ).action(async (arch: string, file: string, options: ImportOptions) => importWeights(arch, file, options));
+
+  addArchParamOptions(
+    weights
+      .command('export <model> <file>')
+      .description('write a model (a weights-store name, a model folder, a trained model in a run’s cache, or a .pth with --arch) as a PyTorch state dict (.pth) that torchvision’s model loads with load_state_dict(strict=True)')
+      .option('--arch <id>', 'the architecture of a .pth --model')
+      .option('--classes <names>', 'class names of a .pth --model, comma-separated')
+      .option('--input-size <n>', 'side of the square input of a .pth --model (default 224)')
+      .option('--backend <name>', BACKEND_HELP),
+  ).action(async (model: string, file: string, options: ExportOptions) => exportWeights(model, file, options));
 
   weights
     .command('list')

@@ -13,6 +13,7 @@ import { nearestNames } from '../manifest/suggest.ts';
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../errors.ts';
 import { toFloat32, type StateDict } from '../io/pytorch-state-dict.ts';
+import type { StateDictEntry } from '../io/pytorch-state-dict-write.ts';
 
 /**
  * tfjs layer names may not contain '.', so a torch module path becomes a
@@ -145,6 +146,36 @@ export function importTorchWeights(model: tf.LayersModel, state: StateDict, opti
     layer.setWeights(tensors);
     tf.dispose(tensors);
   }
+}
+
+/** The axis order undoing `perm`. */
+function inversePermutation(perm: readonly number[]): number[] {
+  const inverse = new Array<number>(perm.length);
+  perm.forEach((axis, i) => (inverse[axis] = i));
+  return inverse;
+}
+
+/**
+ * The model's weights as a torchvision state dict: every weighted layer's
+ * parameters under their torch keys, in torch's layouts, and each batch
+ * norm's `num_batches_tracked` (the training steps it has seen in train
+ * mode; 0 where unknown), the inverse of importTorchWeights.
+ */
+export function exportTorchWeights(model: tf.LayersModel, options: { numBatchesTracked?: number } = {}): StateDictEntry[] {
+  const entries: StateDictEntry[] = [];
+  for (const layer of model.layers) {
+    if (layer.weights.length === 0) continue;
+    const params = torchParams(layer);
+    params.forEach((param, i) => {
+      const weight = layer.weights[i];
+      const data = Float32Array.from(weight.read().dataSync() as Float32Array);
+      entries.push({ key: param.key, shape: param.torchShape, data: param.perm ? permute(data, weight.shape as number[], inversePermutation(param.perm)) : data });
+    });
+    if (layer.getClassName() === 'BatchNormalization') {
+      entries.push({ key: `${torchName(layer.name)}.num_batches_tracked`, shape: [], data: BigInt64Array.of(BigInt(options.numBatchesTracked ?? 0)) });
+    }
+  }
+  return entries;
 }
 
 /** Number of classes of a state dict's head, read from its final Linear's weight ([classes, features]). */
