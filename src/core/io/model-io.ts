@@ -9,6 +9,8 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { MissingInputError, UserError } from '../errors.ts';
 import { writeFileAtomic } from '../store/atomic.ts';
+// Models read from disk get batch norm that trains as PyTorch's (it keeps tfjs's class name in model.json).
+import '../tensor/pytorch-batch-norm.ts';
 
 const MODEL_FILE = 'model.json';
 const WEIGHTS_FILE = 'weights.bin';

@@ -28,7 +28,7 @@ function pluginEntry(kind: PluginKind, idSchema: JsonSchema): JsonSchema {
   };
 }
 
-const OPTIMIZER = {
+export const OPTIMIZER_SCHEMA = {
   type: 'object',
   description: 'One optimizer: { sgd: {...} } or { adam: {...} }.',
   minProperties: 1,
@@ -53,7 +53,7 @@ const OPTIMIZER = {
         learningRate: { type: 'number', exclusiveMinimum: 0, default: 0.001 },
         beta1: { type: 'number', minimum: 0, exclusiveMaximum: 1, default: 0.9 },
         beta2: { type: 'number', minimum: 0, exclusiveMaximum: 1, default: 0.999 },
-        epsilon: { type: 'number', exclusiveMinimum: 0, default: 1e-7 },
+        epsilon: { type: 'number', exclusiveMinimum: 0, default: 1e-8, description: 'PyTorch’s default (tfjs’s is 1e-7).' },
         weightDecay: { type: 'number', minimum: 0, default: 0 },
       },
     },
@@ -219,7 +219,7 @@ export function manifestSchema(registry?: Registry): JsonSchema {
           epochs: integer(1, 10, 'Training epochs.'),
           batchSize: integer(1, 8, 'Images per training step.'),
           seed: integer(0, 1, 'Seed of weight init, shuffling and augmentation.'),
-          optimizer: OPTIMIZER,
+          optimizer: OPTIMIZER_SCHEMA,
           schedule: {
             type: 'object',
             additionalProperties: false,

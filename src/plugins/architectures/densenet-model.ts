@@ -8,6 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../../core/errors.ts';
 import type { StateDict } from '../../core/io/pytorch-state-dict.ts';
 import { countTrainableParams, importTorchWeights, tfjsName, torchName, buildAndImport } from '../../core/tensor/torch-weights.ts';
+import { pytorchBatchNorm } from '../../core/tensor/pytorch-batch-norm.ts';
 
 export { countTrainableParams, tfjsName, torchName };
 
@@ -53,7 +54,7 @@ export const DENSENET_CAM_ACTIVATION_LAYER = tfjsName('features.norm5.relu');
 
 function batchNorm(x: tf.SymbolicTensor, path: string): tf.SymbolicTensor {
   // PyTorch's eps 1e-5; its momentum 0.1 weighs the new batch, Keras's 0.9 the old average: the same update.
-  return tf.layers.batchNormalization({ axis: -1, epsilon: 1e-5, momentum: 0.9, name: tfjsName(path) }).apply(x) as tf.SymbolicTensor;
+  return pytorchBatchNorm({ axis: -1, epsilon: 1e-5, momentum: 0.9, name: tfjsName(path) }).apply(x) as tf.SymbolicTensor;
 }
 
 function relu(x: tf.SymbolicTensor, path: string): tf.SymbolicTensor {

@@ -14,6 +14,7 @@ import { UserError } from '../../core/errors.ts';
 import { IMAGENET_NORMALISATION, type Preprocessing } from '../../core/tensor/preprocess.ts';
 import type { StateDict } from '../../core/io/pytorch-state-dict.ts';
 import { countTrainableParams, importTorchWeights, numClassesFromStateDict, tfjsName, torchName, layerForModule as sharedLayerForModule, buildAndImport } from '../../core/tensor/torch-weights.ts';
+import { pytorchBatchNorm } from '../../core/tensor/pytorch-batch-norm.ts';
 
 export { countTrainableParams, tfjsName, torchName };
 
@@ -84,7 +85,7 @@ function basicConv(x: Sym, path: string, filters: number, kernel: number, stride
     .conv2d({ filters, kernelSize: kernel, strides: stride, padding: 'valid', useBias: false, kernelInitializer: smallNormal(), name: tfjsName(`${path}.conv`) })
     .apply(y) as Sym;
   // eps 0.001 is BasicConv2d's own; momentum 0.9 in Keras's sense is PyTorch's 0.1.
-  y = tf.layers.batchNormalization({ axis: -1, epsilon: 1e-3, momentum: 0.9, name: tfjsName(`${path}.bn`) }).apply(y) as Sym;
+  y = pytorchBatchNorm({ axis: -1, epsilon: 1e-3, momentum: 0.9, name: tfjsName(`${path}.bn`) }).apply(y) as Sym;
   return tf.layers.reLU({ name: tfjsName(`${path}.relu`) }).apply(y) as Sym;
 }
 

@@ -12,6 +12,7 @@ import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../../core/errors.ts';
 import type { StateDict } from '../../core/io/pytorch-state-dict.ts';
 import { importTorchWeights, numClassesFromStateDict, tfjsName, torchName, layerForModule as sharedLayerForModule, buildAndImport } from '../../core/tensor/torch-weights.ts';
+import { pytorchBatchNorm } from '../../core/tensor/pytorch-batch-norm.ts';
 
 export { tfjsName, torchName };
 
@@ -54,7 +55,7 @@ export function mobileNetV2Widths(widthMult: number): { stem: number; stages: nu
 
 // PyTorch's batch norm: eps 1e-5 and running = 0.9·running + 0.1·batch (TF counts momentum the other way).
 const bn = (path: string): tf.layers.Layer =>
-  tf.layers.batchNormalization({ axis: -1, epsilon: 1e-5, momentum: 0.9, name: tfjsName(path) });
+  pytorchBatchNorm({ axis: -1, epsilon: 1e-5, momentum: 0.9, name: tfjsName(path) });
 
 const relu6 = (path: string): tf.layers.Layer => tf.layers.activation({ activation: 'relu6', name: tfjsName(path) });
 

@@ -16,6 +16,7 @@ import { UserError } from '../../core/errors.ts';
 import { IMAGENET_NORMALISATION, type Preprocessing } from '../../core/tensor/preprocess.ts';
 import type { StateDict } from '../../core/io/pytorch-state-dict.ts';
 import { countTrainableParams, importTorchWeights, numClassesFromStateDict, tfjsName, torchName, layerForModule as sharedLayerForModule, buildAndImport } from '../../core/tensor/torch-weights.ts';
+import { pytorchBatchNorm } from '../../core/tensor/pytorch-batch-norm.ts';
 
 export { countTrainableParams, tfjsName, torchName };
 
@@ -71,7 +72,7 @@ function conv(x: Sym, path: string, filters: number, kernel: number, stride = 1,
 
 function batchNorm(x: Sym, path: string): Sym {
   // PyTorch's eps 1e-5; its momentum 0.1 weighs the new batch, Keras's 0.9 the old average: the same update.
-  return tf.layers.batchNormalization({ axis: -1, epsilon: 1e-5, momentum: 0.9, name: tfjsName(path) }).apply(x) as Sym;
+  return pytorchBatchNorm({ axis: -1, epsilon: 1e-5, momentum: 0.9, name: tfjsName(path) }).apply(x) as Sym;
 }
 
 function relu(x: Sym, name: string): Sym {

@@ -13,6 +13,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../../core/errors.ts';
 import { tfjsName } from '../../core/tensor/torch-weights.ts';
+import { pytorchBatchNorm } from '../../core/tensor/pytorch-batch-norm.ts';
 
 export interface SmallCnnOptions {
   numClasses: number;
@@ -46,7 +47,7 @@ export function buildSmallCnn(options: SmallCnnOptions): tf.LayersModel {
     const name = (part: string) => tfjsName(`features.${i}.${part}`);
     x = tf.layers.conv2d({ filters: width * 2 ** i, kernelSize: 3, padding: 'same', useBias: !batchNorm, name: name('conv'), kernelInitializer: 'heNormal' }).apply(x) as tf.SymbolicTensor;
     // PyTorch's batch-norm defaults (eps 1e-5, running = 0.9·running + 0.1·batch), as every salgrid architecture uses.
-    if (batchNorm) x = tf.layers.batchNormalization({ axis: -1, epsilon: 1e-5, momentum: 0.9, name: name('bn') }).apply(x) as tf.SymbolicTensor;
+    if (batchNorm) x = pytorchBatchNorm({ axis: -1, epsilon: 1e-5, momentum: 0.9, name: name('bn') }).apply(x) as tf.SymbolicTensor;
     x = tf.layers.reLU({ name: name('relu') }).apply(x) as tf.SymbolicTensor;
     if (i < blocks - 1) x = tf.layers.maxPooling2d({ poolSize: 2, strides: 2, name: tfjsName(`pool${i}`) }).apply(x) as tf.SymbolicTensor;
   }
