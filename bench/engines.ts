@@ -86,13 +86,17 @@ interface WorkSetting {
   /** What the table says about the settings. */
   shown: string;
   /** The explainer's params (explainers only), per engine where they differ. */
-  params?: (engine: string) => Params;
+  params?: (engine: string, net: Net) => Params;
 }
 
 const SETTINGS: Record<Exclude<Work, 'forward'>, WorkSetting> = {
   gradcam: { images: 2, shown: 'default CAM layer', params: () => ({}) },
-  // internalBatchSize only bounds memory: 16 interpolated 224×224 inputs through a backward pass exhaust wasm's 4 GiB heap, 8 fit (bench/explain.ts).
-  'integrated-gradients': { images: 1, shown: '50 steps, 16 inputs per pass (wasm: 8)', params: (engine) => ({ steps: 50, internalBatchSize: engine === 'wasm' ? 8 : 16 }) },
+  // internalBatchSize only bounds memory: 16 interpolated 224×224 inputs through a backward pass exhaust wasm's 4 GiB heap; MobileNetV2 fits 8 (bench/explain.ts), ResNet101 4.
+  'integrated-gradients': {
+    images: 1,
+    shown: '50 steps, 16 inputs per pass (wasm: 8 on MobileNetV2, 4 on ResNet101)',
+    params: (engine, net) => ({ steps: 50, internalBatchSize: engine !== 'wasm' ? 16 : net === 'mobilenet-v2' ? 8 : 4 }),
+  },
   scorecam: { images: 1, shown: `default CAM layer, ${MASK_BATCH} masked inputs per pass`, params: () => ({ batchSize: MASK_BATCH }) },
   occlusion: { images: 1, shown: `15×15 window, stride 9, ${MASK_BATCH} windows per pass`, params: () => ({ window: 15, stride: 9, internalBatchSize: MASK_BATCH }) },
   'confidence-change': { images: 16, shown: 'darken, softmax; batch of 16' },
@@ -285,7 +289,7 @@ async function runChild(engine: string, net: Net, work: Work | '--probe', option
       occlusion: (await import('../src/plugins/explainers/attribution/occlusion.ts')).occlusion,
     };
     const explainer = explainers[work];
-    const params = checkParams(explainer, structuredClone(SETTINGS[work].params!(engine)), () => 'params');
+    const params = checkParams(explainer, structuredClone(SETTINGS[work].params!(engine, net)), () => 'params');
     once = async () => {
       const result = await explainer.explainInput(model, input, params, { warn: () => {} });
       if (result.maps.length !== images) throw new Error(`${result.maps.length} maps for ${images} images`);

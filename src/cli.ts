@@ -12,6 +12,7 @@ import { registerScore } from './cli/score.ts';
 import { EXIT, registerRun } from './cli/run.ts';
 import { registerSynth } from './cli/synth.ts';
 import { registerTask } from './cli/task.ts';
+import { registerTrain } from './cli/train.ts';
 import { registerWeights } from './cli/weights.ts';
 
 // A closed pipe (`salgrid plan --json | head`) is the reader's choice, not an error.
@@ -41,6 +42,7 @@ registerWeights(program);
 registerPredict(program);
 registerScore(program);
 registerExplain(program);
+registerTrain(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -7,7 +7,8 @@ import { readFile } from 'node:fs/promises';
 import { MissingInputError, UserError } from '../errors.ts';
 import { writeFileAtomic } from '../store/atomic.ts';
 
-export type NpyDtype = 'float32' | 'uint8' | 'int32' | 'float64';
+/** int64 arrays (numpy's default integer: class labels) are held as float64 values, exact up to 2^53. */
+export type NpyDtype = 'float32' | 'uint8' | 'int32' | 'float64' | 'int64';
 
 export interface NpyArray {
   dtype: NpyDtype;
@@ -27,6 +28,7 @@ const DTYPES: Record<NpyDtype, DtypeInfo> = {
   uint8: { descr: '|u1', bytes: 1, create: (n) => new Uint8Array(n), matches: (d) => d instanceof Uint8Array },
   int32: { descr: '<i4', bytes: 4, create: (n) => new Int32Array(n), matches: (d) => d instanceof Int32Array },
   float64: { descr: '<f8', bytes: 8, create: (n) => new Float64Array(n), matches: (d) => d instanceof Float64Array },
+  int64: { descr: '<i8', bytes: 8, create: (n) => new Float64Array(n), matches: (d) => d instanceof Float64Array },
 };
 
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
@@ -39,7 +41,7 @@ function parseDescr(descr: string): { dtype: NpyDtype; bigEndian: boolean } | un
   if (!match) return undefined;
   const [, order, kind, size] = match;
   const key = `${kind}${size}`;
-  const dtype = ({ f4: 'float32', f8: 'float64', u1: 'uint8', i4: 'int32' } as Record<string, NpyDtype>)[key];
+  const dtype = ({ f4: 'float32', f8: 'float64', u1: 'uint8', i4: 'int32', i8: 'int64' } as Record<string, NpyDtype>)[key];
   if (!dtype) return undefined;
   return { dtype, bigEndian: order === '>' && size !== '1' };
 }
@@ -81,7 +83,7 @@ export function decodeNpy(bytes: Uint8Array, name = 'the array'): NpyArray {
   }
   const type = parseDescr(descr);
   if (!type) {
-    throw new UserError(`${name} holds dtype '${descr}', but salgrid reads only float32, float64, uint8 and int32 arrays; convert it with array.astype(numpy.float32).`);
+    throw new UserError(`${name} holds dtype '${descr}', but salgrid reads only float32, float64, uint8, int32 and int64 arrays; convert it with array.astype(numpy.float32).`);
   }
   if (fortran === 'True') {
     throw new UserError(`${name} is stored in Fortran (column-major) order, which salgrid does not read; re-save it with numpy.save(path, numpy.ascontiguousarray(array)).`);
@@ -97,6 +99,17 @@ export function decodeNpy(bytes: Uint8Array, name = 'the array'): NpyArray {
   // Copy rather than view: the data offset need not be aligned for the typed array, and callers may keep the array after the file buffer is reused.
   const raw = bytes.slice(dataStart, dataStart + byteLength);
   if (type.bigEndian) swapBytes(raw, info.bytes);
+  if (type.dtype === 'int64') {
+    const values = new BigInt64Array(raw.buffer, raw.byteOffset, count);
+    const data = new Float64Array(count);
+    for (let i = 0; i < count; i++) {
+      if (values[i] > BigInt(Number.MAX_SAFE_INTEGER) || values[i] < BigInt(Number.MIN_SAFE_INTEGER)) {
+        throw new UserError(`${name} holds the int64 value ${values[i]} at index ${i}, beyond what salgrid reads exactly (±2^53); store smaller values.`);
+      }
+      data[i] = Number(values[i]);
+    }
+    return { dtype: 'int64', shape, data };
+  }
   const data = info.create(count);
   new Uint8Array(data.buffer).set(raw);
   return { dtype: type.dtype, shape, data };
@@ -137,7 +150,8 @@ export function encodeNpy(array: NpyArray): Uint8Array {
   else view.setUint32(8, headerLength, true);
   out.set(new TextEncoder().encode(header), prefix);
   // Typed arrays hold the platform's byte order, and every platform Node runs on is little-endian, as the descr says.
-  out.set(new Uint8Array(array.data.buffer, array.data.byteOffset, array.data.byteLength), prefix + headerLength);
+  const data = array.dtype === 'int64' ? BigInt64Array.from(array.data as Float64Array, (v) => BigInt(v)) : array.data;
+  out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), prefix + headerLength);
   return out;
 }
 

@@ -5,9 +5,12 @@
  * - SGD: weight decay is L2 added to the gradient (g += wd·w), then
  *   buf = momentum·buf + g, step = nesterov ? g + momentum·buf : buf, w -= lr·step.
  * - Adam: weight decay is likewise L2 added to the gradient (torch.optim.Adam,
- *   not AdamW); bias-corrected moments, w -= lr·m̂ / (√v̂ + ε); one step count
+ *   not AdamW); bias-corrected moments, w -= lr·m̂ / (√v̂ + ε), ε 1e-8 by
+ *   default as in PyTorch (tfjs's is 1e-7); one step count
  *   per variable, so a head trained alone during freezeEpochs does not skew
  *   the bias correction of the body once it is unfrozen.
+ * - Batch norm in training: batch statistics, running statistics updated with
+ *   momentum 0.1 and the unbiased variance (pytorch-batch-norm.ts).
  * - StepLR stepped once per epoch: lr(epoch) = base · gamma^floor(epoch / stepSize).
  * - Class weights are inverse frequency (n / (classes · n_c), scikit-learn's
  *   "balanced"), and the weighted loss is Σ w·l / Σ w as in CrossEntropyLoss(weight).
@@ -37,6 +40,7 @@ import { mixSeed, seededRandom, shuffled, withSeededMathRandom } from '../random
 import { writeFileAtomic } from '../store/atomic.ts';
 import { saveLayersModel } from '../io/model-io.ts';
 import { registerBatchNormGradient } from './batch-norm-gradient.ts';
+import './pytorch-batch-norm.ts';
 import { augmentImages, type Augmentation } from './preprocess.ts';
 
 // ---------------------------------------------------------------- configuration
@@ -145,7 +149,7 @@ function resolveOptimizer(config: TrainLoopConfig['optimizer']): ResolvedOptimiz
   const num = (v: unknown, fallback: number) => (typeof v === 'number' ? v : fallback);
   if (record.adam) {
     const a = record.adam;
-    return { kind: 'adam', learningRate: num(a.learningRate, 0.001), momentum: 0, nesterov: false, beta1: num(a.beta1, 0.9), beta2: num(a.beta2, 0.999), epsilon: num(a.epsilon, 1e-7), weightDecay: num(a.weightDecay, 0) };
+    return { kind: 'adam', learningRate: num(a.learningRate, 0.001), momentum: 0, nesterov: false, beta1: num(a.beta1, 0.9), beta2: num(a.beta2, 0.999), epsilon: num(a.epsilon, 1e-8), weightDecay: num(a.weightDecay, 0) };
   }
   if (record.sgd) {
     const s = record.sgd;
@@ -400,6 +404,105 @@ function abortError(signal: AbortSignal): unknown {
 /** Yields to the event loop so an abort raised by a signal handler is seen between batches. */
 const yieldToEvents = () => new Promise<void>((resolve) => setImmediate(resolve));
 
+// ---------------------------------------------------------------- one step
+
+/**
+ * One optimizer step on a batch, inside the caller's tf.tidy: the forward in
+ * training mode (batch norm on batch statistics, dropout drawing from
+ * `seed`), the mean (class-weighted) cross-entropy, its gradients for the
+ * variables at `indices` and their update. Returns the kept weighted loss
+ * sum, weight sum and number of correct predictions, measured before the
+ * update.
+ */
+function trainingStep(
+  model: tf.LayersModel,
+  optimizer: Optimizer,
+  indices: number[],
+  x: tf.Tensor4D,
+  y: tf.Tensor1D,
+  settings: { classes: number; classWeights: tf.Tensor1D | undefined; learningRate: number; seed: number },
+): tf.Scalar[] {
+  const variables = indices.map((i) => optimizer.variables[i]);
+  return withSeededMathRandom(settings.seed, () => {
+    let kept: tf.Scalar[] = [];
+    const { grads } = tf.variableGrads(() => {
+      const logits = model.apply(x, { training: true }) as tf.Tensor;
+      const parts = lossAndCorrect(logits, y, settings.classes, settings.classWeights);
+      kept = [tf.keep(parts.weightedSum), tf.keep(parts.weightSum), tf.keep(parts.correct)];
+      return tf.div(parts.weightedSum, parts.weightSum) as tf.Scalar;
+    }, variables);
+    optimizer.apply(indices, variables.map((v) => grads[v.name]), settings.learningRate);
+    return kept;
+  });
+}
+
+// ---------------------------------------------------------------- a fixed number of steps
+
+export interface TrainStepsOptions {
+  model: tf.LayersModel;
+  /** The network's inputs, preprocessed. */
+  x: tf.Tensor4D;
+  labels: Int32Array;
+  steps: number;
+  batchSize: number;
+  optimizer: OptimizerConfig | Record<string, unknown>;
+  /** Feed the inputs in a seeded random order each pass (true), or in their order. */
+  shuffle: boolean;
+  seed: number;
+  /** After each step: its 1-based number and the mean loss of its batch before the update. */
+  onStep?: (step: number, loss: number) => void;
+  signal?: AbortSignal;
+}
+
+/**
+ * `steps` optimizer steps on in-memory inputs, as a training script's inner
+ * loop takes them: batches of `batchSize` through the inputs in order (or a
+ * seeded shuffle per pass), the last batch of a pass smaller when the
+ * inputs do not divide evenly, constant learning rate, no class weights.
+ * Returns the loss before each step.
+ */
+export async function trainSteps(options: TrainStepsOptions): Promise<number[]> {
+  const { model, x, labels, steps, signal } = options;
+  registerBatchNormGradient();
+  const count = labels.length;
+  if (x.shape[0] !== count) throw new Error(`${x.shape[0]} inputs but ${labels.length} labels`);
+  const settings = resolveOptimizer(options.optimizer);
+  const trainable = model.trainableWeights.map((w) => w.read() as tf.Variable);
+  const indices = trainable.map((_, i) => i);
+  const outputShape = model.outputs[0].shape;
+  const classes = outputShape[outputShape.length - 1] as number;
+  const batchSize = Math.max(1, Math.min(options.batchSize, count));
+  const perPass = Math.ceil(count / batchSize);
+  const optimizer = new Optimizer(settings, trainable);
+  const losses: number[] = [];
+  try {
+    let order: number[] = [];
+    for (let step = 0; step < steps; step++) {
+      if (signal?.aborted) throw abortError(signal);
+      const pass = Math.floor(step / perPass);
+      const b = step % perPass;
+      if (b === 0) {
+        const all = Array.from({ length: count }, (_, i) => i);
+        order = options.shuffle ? shuffled(all, seededRandom(deriveSeed(options.seed, pass, PURPOSE.shuffle))) : all;
+      }
+      const batch = order.slice(b * batchSize, (b + 1) * batchSize);
+      const stats = tf.tidy(() => {
+        const images = tf.gather(x, tf.tensor1d(batch, 'int32')) as tf.Tensor4D;
+        const y = tf.tensor1d(Int32Array.from(batch, (i) => labels[i]), 'int32');
+        return trainingStep(model, optimizer, indices, images, y, { classes, classWeights: undefined, learningRate: settings.learningRate, seed: deriveSeed(options.seed, pass, b, PURPOSE.layers) });
+      });
+      const [weighted, weights] = stats.map((t) => t.dataSync()[0]);
+      tf.dispose(stats);
+      losses.push(weighted / weights);
+      options.onStep?.(step + 1, weighted / weights);
+      await yieldToEvents();
+    }
+    return losses;
+  } finally {
+    optimizer.dispose();
+  }
+}
+
 // ---------------------------------------------------------------- the loop
 
 export async function trainModel(options: TrainModelOptions): Promise<TrainResult> {
@@ -460,7 +563,6 @@ export async function trainModel(options: TrainModelOptions): Promise<TrainResul
       const started = performance.now();
       const frozen = epoch < freezeEpochs;
       const indices = frozen ? headIndices : allIndices;
-      const variables = indices.map((i) => trainable[i]);
       const learningRate = stepLearningRate(settings.learningRate, epoch, config.schedule);
       const order = shuffled(
         Array.from({ length: train.count }, (_, i) => i),
@@ -477,17 +579,7 @@ export async function trainModel(options: TrainModelOptions): Promise<TrainResul
           const augmented = augmentation ? augmentImages(images, augmentation, deriveSeed(config.seed, epoch, b, PURPOSE.augment)) : images;
           const x = options.normalise ? options.normalise(augmented) : augmented;
           const y = tf.tensor1d(Int32Array.from(batch, (i) => train.labels[i]), 'int32');
-          return withSeededMathRandom(deriveSeed(config.seed, epoch, b, PURPOSE.layers), () => {
-            let kept: tf.Scalar[] = [];
-            const { grads } = tf.variableGrads(() => {
-              const logits = model.apply(x, { training: true }) as tf.Tensor;
-              const parts = lossAndCorrect(logits, y, classes, classWeights);
-              kept = [tf.keep(parts.weightedSum), tf.keep(parts.weightSum), tf.keep(parts.correct)];
-              return tf.div(parts.weightedSum, parts.weightSum) as tf.Scalar;
-            }, variables);
-            optimizer.apply(indices, variables.map((v) => grads[v.name]), learningRate);
-            return kept;
-          });
+          return trainingStep(model, optimizer, indices, x, y, { classes, classWeights, learningRate, seed: deriveSeed(config.seed, epoch, b, PURPOSE.layers) });
         });
         images.dispose();
         const [l, w, c] = stats.map((t) => t.dataSync()[0]);
