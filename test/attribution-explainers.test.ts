@@ -35,7 +35,7 @@ import builtins from '../src/plugins/index.ts';
 import { writePng } from '../src/core/io/image-io.ts';
 import { attributionMaps, baselineFor, cumulativeSumThreshold, type AttributionExplainer, type MapSign } from '../src/plugins/explainers/attribution/attribution-base.ts';
 import { gaussLegendre, integrationPoints } from '../src/plugins/explainers/attribution/integrated-gradients.ts';
-import { ROOT, tempDir } from './helpers.ts';
+import { ROOT, largestError, tempDir } from './helpers.ts';
 import { useEngine, type EngineSetting } from './engines.ts';
 
 const TINY = path.join(ROOT, 'test', 'fixtures', 'golden', 'tiny-cnn');
@@ -74,17 +74,6 @@ const METHODS: Record<string, { id: string; params: Params; cpuImages?: number }
 };
 
 const SIGNS: Record<string, MapSign> = { positive: 'positive', negative: 'negative', absolute_value: 'absolute', all: 'all' };
-
-function largestError(actual: ArrayLike<number>, expected: ArrayLike<number>): { error: number; scale: number } {
-  assert.equal(actual.length, expected.length, 'sizes differ');
-  let error = 0;
-  let scale = 0;
-  for (let i = 0; i < expected.length; i++) {
-    error = Math.max(error, Math.abs(actual[i] - expected[i]));
-    scale = Math.max(scale, Math.abs(expected[i]));
-  }
-  return { error, scale };
-}
 
 const concat = (arrays: Float32Array[]) => {
   const all = new Float32Array(arrays.reduce((n, a) => n + a.length, 0));

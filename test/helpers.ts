@@ -120,3 +120,15 @@ export function manifestProblems(registry: Registry, text: string): string[] {
   }
   assert.fail('expected the manifest to be rejected');
 }
+
+/** The largest |actual − expected| and the largest |expected| (what a relative tolerance scales by). */
+export function largestError(actual: ArrayLike<number>, expected: ArrayLike<number>): { error: number; scale: number } {
+  assert.equal(actual.length, expected.length, 'sizes differ');
+  let error = 0;
+  let scale = 0;
+  for (let i = 0; i < expected.length; i++) {
+    error = Math.max(error, Math.abs(actual[i] - expected[i]));
+    scale = Math.max(scale, Math.abs(expected[i]));
+  }
+  return { error, scale };
+}

@@ -43,7 +43,7 @@ import { bareLoadedModel } from '../src/core/tensor/tensor-explainer.ts';
 import builtins from '../src/plugins/index.ts';
 import { confidenceChange, type ConfidenceChangeParams } from '../src/plugins/metrics/confidence-change.ts';
 import { useEngine } from './engines.ts';
-import { ROOT } from './helpers.ts';
+import { ROOT, largestError } from './helpers.ts';
 
 const TINY = path.join(ROOT, 'test', 'fixtures', 'golden', 'tiny-cnn');
 const REQUIRED = process.env.SALGRID_REQUIRE_WEBGPU === '1';
@@ -51,17 +51,6 @@ const webgpu = await tryOnnxDevice('webgpu', { allowSoftwareAdapter: true, expli
 const SKIP = webgpu.ok || REQUIRED ? false : `no WebGPU adapter for ONNX Runtime here (${webgpu.reason}); scripts/install-lavapipe.sh installs a software one`;
 
 const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
-
-function largestError(actual: ArrayLike<number>, expected: ArrayLike<number>): { error: number; scale: number } {
-  assert.equal(actual.length, expected.length, 'sizes differ');
-  let error = 0;
-  let scale = 0;
-  for (let i = 0; i < expected.length; i++) {
-    error = Math.max(error, Math.abs(actual[i] - expected[i]));
-    scale = Math.max(scale, Math.abs(expected[i]));
-  }
-  return { error, scale };
-}
 
 function assertWithin(actual: ArrayLike<number>, expected: ArrayLike<number>, relative: number, what: string): void {
   const { error, scale } = largestError(actual, expected);

@@ -35,7 +35,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { readNpy, writeNpy } from '../src/core/io/npy.ts';
 import { readStateDict, toFloat32, type StateDict } from '../src/core/io/pytorch-state-dict.ts';
-import { ROOT, cliAsync, mistake, ok, tempDir } from './helpers.ts';
+import { ROOT, cliAsync, largestError, mistake, ok, tempDir } from './helpers.ts';
 
 const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'golden');
 const SHARED = path.join(ROOT, '..', 'shared', 'golden');
@@ -121,14 +121,7 @@ function mismatches(actual: StateDict, expected: StateDict, tolerance: number): 
       assert.equal(Number(a.data[0]), Number(e.data[0]), `${key}: ${a.data[0]} against PyTorch's ${e.data[0]}`);
       continue;
     }
-    const av = toFloat32(a);
-    const ev = toFloat32(e);
-    let scale = 0;
-    let worst = 0;
-    for (let i = 0; i < ev.length; i++) {
-      scale = Math.max(scale, Math.abs(ev[i]));
-      worst = Math.max(worst, Math.abs(av[i] - ev[i]));
-    }
+    const { error: worst, scale } = largestError(toFloat32(a), toFloat32(e));
     const error = worst / (scale || 1);
     if (!(error <= tolerance)) bad.push({ key, error });
   }
