@@ -89,6 +89,7 @@ function assertSameState(actual: StateDict, expected: StateDict, what: string): 
     assert.deepEqual(a.shape, e.shape, `${what}: ${key} has shape [${a.shape}], torchvision [${e.shape}]`);
     if (key.endsWith('num_batches_tracked')) {
       assert.equal(a.dtype, 'int64', `${what}: ${key} is ${a.dtype}`);
+      assert.equal(a.data[0], e.data[0], `${what}: ${key} is ${a.data[0]}, torchvision's ${e.data[0]}`);
       continue;
     }
     assert.equal(a.dtype, 'float32');

@@ -173,7 +173,7 @@ export async function locateModel(options: ModelOptions, inputs: Inputs, use: Us
   }
   let archNormalisation: Normalisation | undefined;
   if (options.arch !== undefined) archNormalisation = (await tfjsArchitecture(await cliRegistry(options.plugin ?? []), options.arch)).normalisation;
-  else if (inputs.kind === 'images') {
+  else if (inputs.kind === 'images' && inputs.files.length > 0) {
     throw new UserError(
       `${folder} is a bare tfjs model (no ${MODEL_CARD}), so how images become its input is unknown; add --arch <id> to preprocess them as that architecture does (torchvision's: ImageNet normalisation) at the model's input size, or give a preprocessed .npy [n, height, width, 3] instead of images.`,
     );

@@ -16,7 +16,7 @@ import { MissingInputError, UserError } from '../core/errors.ts';
 import { shownPath } from '../core/shown-path.ts';
 import { addArchParamOptions } from './arch-params.ts';
 import { BACKEND_HELP, parseBackend, parseThreadsHere } from './context.ts';
-import { checkInputShape, forEachInputBatch, inputCount, loadModel, locateModel, parseBatchSize, readInputs, type Inputs, type Model, type ModelOptions, type ModelSource } from './model-inputs.ts';
+import { checkInputShape, forEachInputBatch, inputCount, loadModel, locateModel, parseBatchSize, readInputs, type Inputs, type Model, type ModelOptions } from './model-inputs.ts';
 import { print } from './output.ts';
 import { formatParams, publishFolder } from './weights.ts';
 
@@ -88,18 +88,6 @@ async function inputTensor(model: Model, inputs: Inputs): Promise<TF.Tensor4D> {
   return x;
 }
 
-/** The batches the model's batch norms have seen before: read from the .pth, or from the model card. */
-async function batchesTrackedBefore(source: ModelSource, model: Model): Promise<number> {
-  if (source.kind === 'pth') {
-    const { readStateDict } = await import('../core/io/pytorch-state-dict.ts');
-    const state = await readStateDict(source.file);
-    const key = state.names.find((name) => name.endsWith('.num_batches_tracked'));
-    return key ? Number(state.get(key)!.data[0]) : 0;
-  }
-  const tracked = model.card?.origin?.batchesTracked;
-  return typeof tracked === 'number' ? tracked : 0;
-}
-
 async function train(options: TrainOptions): Promise<void> {
   if ((options.steps === undefined) === (options.epochs === undefined)) throw new UserError('salgrid train needs exactly one of --steps K (optimizer steps) and --epochs E (passes over the inputs).');
   const batchSize = parseBatchSize(options.batchSize, DEFAULT_TRAIN_BATCH);
@@ -120,7 +108,6 @@ async function train(options: TrainOptions): Promise<void> {
   const tensors = await import('../core/tensor/backend.ts');
   const backend = await tensors.initBackend(backendRequest, { threads: parseThreadsHere(options.threads) });
   if (!options.quiet) print(`${tensors.describeBackend(backend)}${backend.engine === 'onnx' ? ` (training on TensorFlow.js ${backend.tfjs})` : ''}`);
-  const tf = await import('@tensorflow/tfjs');
   const loaded = await loadModel(source);
   let x: TF.Tensor4D | undefined;
   try {
@@ -134,7 +121,8 @@ async function train(options: TrainOptions): Promise<void> {
     if (dropout !== undefined) {
       for (const layer of loaded.model.layers) if (layer.getClassName() === 'Dropout') (layer as unknown as { rate: number }).rate = dropout;
     }
-    const before = await batchesTrackedBefore(source, loaded);
+    const { batchesTrackedOf } = await import('../core/tensor/tfjs-architecture.ts');
+    const before = batchesTrackedOf(loaded.card);
     x = await inputTensor(loaded, inputs);
     const { trainSteps } = await import('../core/tensor/train-loop.ts');
     const width = String(steps).length;

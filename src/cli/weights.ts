@@ -176,20 +176,19 @@ async function exportWeights(location: string, file: string, options: ExportOpti
   if (!existsSync(path.dirname(out))) throw new MissingInputError(path.dirname(out), 'Output folder', 'create it first, or write the file elsewhere');
   const backendRequest = parseBackend(options.backend) ?? 'auto';
   const { locateModel, loadModel } = await import('./model-inputs.ts');
-  const source = await locateModel({ ...options, model: location }, { kind: 'images', files: [] }, 'explain').catch((error: unknown) => {
-    // A bare tfjs model is only refused for images by locateModel; say what export needs instead.
-    if (isUserError(error) && /bare tfjs model/.test((error as Error).message)) throw bareModelError(location);
-    throw error;
-  });
-  if (source.kind === 'tfjs' && !source.card) throw bareModelError(location);
+  // No inputs: nothing to preprocess, so locateModel refuses no bare model; export needs a card, checked here.
+  const source = await locateModel({ ...options, model: location }, { kind: 'images', files: [] }, 'explain');
+  if (source.kind === 'tfjs' && !source.card) {
+    throw new UserError(`${location} is a bare tfjs model (no model card), so which torchvision architecture its weights belong to is unknown; export a model salgrid built or imported (a weights-store name, a trained model's folder), or give its .pth with --arch.`);
+  }
   const tensors = await import('../core/tensor/backend.ts');
   print(tensors.describeBackend(await tensors.initBackend(backendRequest)));
   const { exportTorchWeights } = await import('../core/tensor/torch-weights.ts');
+  const { batchesTrackedOf } = await import('../core/tensor/tfjs-architecture.ts');
   const { writeStateDict } = await import('../core/io/pytorch-state-dict-write.ts');
   const loaded = await loadModel(source);
   try {
-    const tracked = loaded.card?.origin?.batchesTracked;
-    const entries = exportTorchWeights(loaded.model, { numBatchesTracked: typeof tracked === 'number' ? tracked : 0 });
+    const entries = exportTorchWeights(loaded.model, { numBatchesTracked: batchesTrackedOf(loaded.card) });
     await writeStateDict(out, entries);
     const values = entries.reduce((sum, e) => sum + e.data.length, 0);
     const card = loaded.card!;
@@ -198,10 +197,6 @@ async function exportWeights(location: string, file: string, options: ExportOpti
   } finally {
     loaded.model.dispose();
   }
-}
-
-function bareModelError(location: string): UserError {
-  return new UserError(`${location} is a bare tfjs model (no model card), so which torchvision architecture its weights belong to is unknown; export a model salgrid built or imported (a weights-store name, a trained model's folder), or give its .pth with --arch.`);
 }
 
 interface StoreEntry {

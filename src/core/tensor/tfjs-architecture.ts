@@ -23,7 +23,7 @@ import { ImageBatches } from './image-batches.ts';
 import { layersModelFiles, loadLayersModel, saveLayersModel } from '../io/model-io.ts';
 import { validatePreprocessing, type Normalisation, type Preprocessing } from './preprocess.ts';
 import { isStateDictFile, readStateDict, type StateDict } from '../io/pytorch-state-dict.ts';
-import { tfjsName } from './torch-weights.ts';
+import { batchesTrackedIn, tfjsName } from './torch-weights.ts';
 import { trainModel, type TrainLoopConfig } from './train-loop.ts';
 import { IMAGENET_SUFFIX, storedWeightsDir } from './weights-store.ts';
 
@@ -43,6 +43,12 @@ export interface ModelCard {
   /** Torch module path of the default CAM target. */
   target: string;
   origin: Record<string, unknown>;
+}
+
+/** The training steps the model's batch norms have counted (PyTorch's num_batches_tracked), as its card records them; 0 where unknown. */
+export function batchesTrackedOf(card: ModelCard | undefined): number {
+  const tracked = card?.origin.batchesTracked;
+  return typeof tracked === 'number' ? tracked : 0;
 }
 
 export interface TfjsArchitectureSpec<R extends Params = Params> {
@@ -305,14 +311,16 @@ export function defineTfjsArchitecture<R extends Params>(spec: TfjsArchitectureS
   const importPyTorch: TfjsArchitecture['importPyTorch'] = async (file, rawParams, options = {}) => {
     const params = spec.resolve(rawParams, 'file');
     const inputSize = options.inputSize ?? [224, 224];
-    const model = spec.fromStateDict(await readStateDict(file), params, inputSize);
+    const state = await readStateDict(file);
+    const model = spec.fromStateDict(state, params, inputSize);
+    const tracked = batchesTrackedIn(state);
     const numClasses = (model.outputs[0].shape as number[])[1];
     const classes = options.classes ?? Array.from({ length: numClasses }, (_, i) => String(i));
     if (classes.length !== numClasses) {
       model.dispose();
       throw new UserError(`${file} holds a ${numClasses}-class head, but ${classes.length} class names were given.`);
     }
-    return { model, card: card(params, classes, inputSize, { imported: path.basename(file) }) };
+    return { model, card: card(params, classes, inputSize, { imported: path.basename(file), ...(tracked > 0 ? { batchesTracked: tracked } : {}) }) };
   };
 
   return {

@@ -178,6 +178,12 @@ export function exportTorchWeights(model: tf.LayersModel, options: { numBatchesT
   return entries;
 }
 
+/** The training steps a state dict's batch norms have counted (their num_batches_tracked; 0 where it has none). */
+export function batchesTrackedIn(state: StateDict): number {
+  const key = state.names.find((name) => name.endsWith('.num_batches_tracked'));
+  return key === undefined ? 0 : Number(state.get(key)!.data[0]);
+}
+
 /** Number of classes of a state dict's head, read from its final Linear's weight ([classes, features]). */
 export function numClassesFromStateDict(state: StateDict, headWeightKey: string): number {
   const weight = state.get(headWeightKey);
