@@ -1,6 +1,9 @@
 /**
- * Backward rules of the weighted ops: Conv (input gradient only; weights are
- * constants) and inference BatchNormalization.
+ * Backward rules of the weighted ops: Conv and BatchNormalization — with
+ * constant weights for explainers (input gradients only), and with weights
+ * as graph values for training (onnx/training-graph.ts): then the kernel and
+ * bias get gradients too, and a batch norm that normalises with its batch's
+ * own statistics differentiates through them.
  *
  * A convolution's input gradient is computed one of two ways, whichever ONNX
  * Runtime runs faster (measured, 1 thread, batch 8): with unit strides, a
@@ -17,12 +20,6 @@
 import type { BackwardContext, BackwardRule, Gradient } from './backward-context.ts';
 import type { GraphNode } from './graph.ts';
 import { floatAttribute, intAttribute, intsAttribute, transposedEnds, windowOf, type Window } from './node-attributes.ts';
-
-function constantWeightsOnly(node: GraphNode, wants: readonly boolean[]): void {
-  if (wants.some((wanted, i) => wanted && i > 0)) {
-    throw new Error(`${node.op} ${node.name ?? node.outputs[0]}: its weights depend on the input; gradients are built for constant weights only`);
-  }
-}
 
 /** Weights [M, ...] with output channel m multiplied by scale[m]. */
 function scaleOutputChannels(weights: Float32Array, outputs: number, scale: Float32Array): Float32Array {
@@ -65,34 +62,59 @@ function flippedPads(window: Window, inputShape: readonly number[], outputShape:
   return [...before, ...end].every((p) => p >= 0) ? [...before, ...end] : undefined;
 }
 
-export const convBackward: BackwardRule = (ctx, node, dy, wants) => {
-  constantWeightsOnly(node, wants);
+/**
+ * The flipped kernel of a weight that is a graph value (training): the same
+ * rearrangement as flippedKernel, as ops — spatial axes reversed by Slice
+ * with step −1, the channel axes swapped per group by Transpose.
+ */
+function flippedKernelValue(ctx: BackwardContext, w: string, shape: readonly number[], group: number): string {
+  const [outputs, perGroupIn, ...kernel] = shape;
+  const spatialAxes = kernel.map((_, i) => i + 2);
+  const reversed = ctx.op('Slice', [
+    w,
+    ctx.int64(`${w}.flip.starts`, spatialAxes.map(() => -1)),
+    ctx.int64(`${w}.flip.ends`, spatialAxes.map(() => -(2 ** 62))),
+    ctx.int64(`${w}.flip.axes`, spatialAxes),
+    ctx.int64(`${w}.flip.steps`, spatialAxes.map(() => -1)),
+  ], `${w}.reversed`, shape);
+  const perGroupOut = outputs / group;
+  if (perGroupOut === 1 && perGroupIn === 1) return reversed;
+  const grouped = ctx.reshape(reversed, [group, perGroupOut, perGroupIn, ...kernel], `${w}.grouped`);
+  const swapped = ctx.op('Transpose', [grouped], `${w}.swapped`, [group, perGroupIn, perGroupOut, ...kernel], { perm: { ints: [0, 2, 1, ...kernel.map((_, i) => i + 3)] } });
+  return ctx.reshape(swapped, [perGroupIn * group, perGroupOut, ...kernel], `${w}.flipped`);
+}
+
+function convInputGradient(ctx: BackwardContext, node: GraphNode, dy: Gradient, window: Window, group: number): Gradient {
   const [x, w] = node.inputs;
   const xShape = ctx.shape(x);
   const yShape = ctx.shape(node.outputs[0]);
   const wShape = ctx.shape(w);
-  const group = intAttribute(node, 'group', 1);
-  const window = windowOf(node, xShape, yShape, intsAttribute(node, 'kernel_shape') ?? wShape.slice(2));
   const given = ctx.floats(w);
   const weights = given && dy.channelScale ? scaleOutputChannels(given, wShape[0], dy.channelScale) : given;
   const g = weights ? dy.value : ctx.materialize(dy);
   const name = `${x}.grad.${node.name ?? node.outputs[0]}`;
   const pointwise = group === 1 && window.kernel.every((k) => k === 1);
-  const pads = weights && !pointwise ? flippedPads(window, xShape, yShape) : undefined;
-  if (weights && pads) {
-    const flipped = flippedKernel(weights, wShape, group);
-    const value = ctx.op('Conv', [g, ctx.float32(`${w}.flipped`, flipped.data, flipped.shape)], name, xShape, {
+  const pads = !pointwise ? flippedPads(window, xShape, yShape) : undefined;
+  if (pads) {
+    let kernel: string;
+    if (weights) {
+      const flipped = flippedKernel(weights, wShape, group);
+      kernel = ctx.float32(`${w}.flipped`, flipped.data, flipped.shape);
+    } else {
+      kernel = ctx.memo(`flipped:${w}`, () => flippedKernelValue(ctx, w, wShape, group));
+    }
+    const value = ctx.op('Conv', [g, kernel], name, xShape, {
       kernel_shape: { ints: window.kernel },
       dilations: { ints: window.dilations },
       pads: { ints: pads },
       group: { int: group },
     });
     ctx.markCroppable(value);
-    return [{ value }];
+    return { value };
   }
   const kernel = weights && weights !== given ? ctx.float32(`${w}.scaled`, weights, wShape) : w;
   const { after, outputPadding } = transposedEnds(window, xShape, yShape);
-  return [{
+  return {
     value: ctx.op('ConvTranspose', [g, kernel], name, xShape, {
       kernel_shape: { ints: window.kernel },
       strides: { ints: window.strides },
@@ -101,7 +123,86 @@ export const convBackward: BackwardRule = (ctx, node, dy, wants) => {
       group: { int: group },
       ...(outputPadding.some((p) => p > 0) ? { output_padding: { ints: outputPadding } } : {}),
     }),
-  }];
+  };
+}
+
+/**
+ * ∂loss/∂W of a 2-D convolution. A 1×1 kernel without pads: per image
+ * dy [M, HW] times xᵀ [HW, C] (x subsampled first where strided), summed
+ * over the batch. Otherwise a convolution of the input with dy as its
+ * kernel: batch and channel axes swapped (input [C/g, g·N, H, W], kernel
+ * [M, N, OH, OW], g groups), strides and dilations exchanged, which gives
+ * [C/g, M, kh, kw] to transpose back; where the forward's windows left the
+ * last rows or columns unread, the input is cropped to what they read.
+ */
+function convWeightGradient(ctx: BackwardContext, node: GraphNode, g: string, window: Window, group: number): string {
+  const [x, w] = node.inputs;
+  const [n, channels, height, width] = ctx.shape(x);
+  const [, outChannels, outHeight, outWidth] = ctx.shape(g);
+  const wShape = ctx.shape(w);
+  const perGroupIn = channels / group;
+  const name = `${w}.grad.${node.name ?? node.outputs[0]}`;
+  if (ctx.shape(x).length !== 4) throw new Error(`Conv ${node.name ?? node.outputs[0]}: weight gradients are built for 2-D convolutions only`);
+  const unpadded = [...window.before, ...window.after].every((p) => p === 0);
+  if (group === 1 && window.kernel.every((k) => k === 1) && unpadded) {
+    let xs = x;
+    if (window.strides.some((s) => s !== 1)) {
+      xs = ctx.op('Slice', [
+        x,
+        ctx.int64(`${name}.sub.starts`, [0, 0]),
+        ctx.int64(`${name}.sub.ends`, [(outHeight - 1) * window.strides[0] + 1, (outWidth - 1) * window.strides[1] + 1]),
+        ctx.int64(`${name}.sub.axes`, [2, 3]),
+        ctx.int64(`${name}.sub.steps`, window.strides),
+      ], `${x}.subsampled.${node.name ?? node.outputs[0]}`, [n, channels, outHeight, outWidth]);
+    }
+    const pixels = outHeight * outWidth;
+    const xT = ctx.memo(`pixelsByChannel:${xs}`, () => ctx.op('Transpose', [ctx.reshape(xs, [n, channels, pixels], `${xs}.rows`)], `${xs}.pixelsByChannel`, [n, pixels, channels], { perm: { ints: [0, 2, 1] } }));
+    const perImage = ctx.op('MatMul', [ctx.reshape(g, [n, outChannels, pixels], `${g}.rows`), xT], `${name}.perImage`, [n, outChannels, channels]);
+    const summed = ctx.op('ReduceSum', [perImage, ctx.int64(`${name}.batch`, [0])], `${name}.summed`, [outChannels, channels], { keepdims: { int: 0 } });
+    return ctx.reshape(summed, wShape, name);
+  }
+  // What the windows read of each spatial axis: the padded input up to the last window's end.
+  const read = window.kernel.map((k, i) => (([outHeight, outWidth][i] - 1) * window.strides[i] + (k - 1) * window.dilations[i] + 1) - window.before[i]);
+  const sizes = [height, width];
+  let source = x;
+  if (read.some((r, i) => r < sizes[i])) {
+    const ends = read.map((r, i) => Math.min(r, sizes[i]));
+    source = ctx.op('Slice', [x, ctx.int64(`${name}.read.starts`, [0, 0]), ctx.int64(`${name}.read.ends`, ends), ctx.int64(`${name}.read.axes`, [2, 3])], `${x}.read.${node.name ?? node.outputs[0]}`, [n, channels, ...ends]);
+  }
+  const [, , sh, sw] = ctx.shape(source);
+  const after = read.map((r, i) => Math.max(0, r - [sh, sw][i]));
+  const grouped = ctx.reshape(source, [n, group, perGroupIn, sh, sw], `${source}.groups`);
+  const swapped = ctx.op('Transpose', [grouped], `${source}.channelsFirst`, [perGroupIn, group, n, sh, sw], { perm: { ints: [2, 1, 0, 3, 4] } });
+  const input = ctx.reshape(swapped, [perGroupIn, group * n, sh, sw], `${source}.asBatch`);
+  const kernel = ctx.op('Transpose', [g], `${g}.asKernel`, [outChannels, n, outHeight, outWidth], { perm: { ints: [1, 0, 2, 3] } });
+  const correlated = ctx.op('Conv', [input, kernel], `${name}.swapped`, [perGroupIn, outChannels, ...window.kernel], {
+    kernel_shape: { ints: [outHeight, outWidth] },
+    strides: { ints: window.dilations },
+    dilations: { ints: window.strides },
+    pads: { ints: [...window.before, ...after] },
+    group: { int: group },
+  });
+  if (perGroupIn === 1) return ctx.reshape(correlated, wShape, name);
+  return ctx.op('Transpose', [correlated], name, wShape, { perm: { ints: [1, 0, 2, 3] } });
+}
+
+export const convBackward: BackwardRule = (ctx, node, dy, wants) => {
+  const [x, w] = node.inputs;
+  const xShape = ctx.shape(x);
+  const wShape = ctx.shape(w);
+  const group = intAttribute(node, 'group', 1);
+  const window = windowOf(node, xShape, ctx.shape(node.outputs[0]), intsAttribute(node, 'kernel_shape') ?? wShape.slice(2));
+  const result: (Gradient | undefined)[] = [undefined, undefined, undefined];
+  if (wants[0]) result[0] = convInputGradient(ctx, node, dy, window, group);
+  if (wants[1] || wants[2]) {
+    const g = ctx.materialize(dy);
+    if (wants[1]) result[1] = { value: convWeightGradient(ctx, node, g, window, group) };
+    if (wants[2]) {
+      const outChannels = wShape[0];
+      result[2] = { value: ctx.op('ReduceSum', [g, ctx.int64(`${node.inputs[2]}.grad.axes`, [0, 2, 3])], `${node.inputs[2]}.grad.${node.name ?? node.outputs[0]}`, [outChannels], { keepdims: { int: 0 } }) };
+    }
+  }
+  return result;
 };
 
 /** γ/√(σ²+ε) per channel, in float32 steps as tfjs computes it. */
@@ -119,8 +220,51 @@ function foldsIntoConv(ctx: BackwardContext, x: string): boolean {
   return producer?.op === 'Conv' && ctx.floats(producer.inputs[1]) !== undefined && ctx.index.consumers(x).length === 1 && !ctx.requested.has(x);
 }
 
+/**
+ * A batch norm that normalises with its own batch's statistics (training):
+ * mean and variance are ReduceMeans of x over every axis but the channels
+ * (onnx/training-graph.ts writes them so), and the gradients are
+ *   dβ = Σ dy,  dγ = Σ dy·x̂,  dx = γ/√(σ²+ε) · (dy − dβ/m − x̂·dγ/m)
+ * with x̂ = (x − μ)/√(σ²+ε) and m values per channel; nothing flows into
+ * the statistics themselves, as dx already accounts for them.
+ */
+function batchStatisticsBackward(ctx: BackwardContext, node: GraphNode, dy: Gradient, wants: readonly boolean[]): Array<Gradient | undefined> {
+  const [x, gamma, , mean, variance] = node.inputs;
+  const label = node.name ?? node.outputs[0];
+  for (const statistic of [mean, variance]) {
+    if (ctx.index.producer(statistic)?.op !== 'ReduceMean') throw new Error(`BatchNormalization ${label}: its statistics are graph values but not its batch's (a ReduceMean)`);
+  }
+  const shape = ctx.shape(x);
+  const channels = shape[1];
+  const axes = shape.map((_, i) => i).filter((i) => i !== 1);
+  const count = axes.reduce((product, axis) => product * shape[axis], 1);
+  const perChannel = [1, channels, ...shape.slice(2).map(() => 1)];
+  const g = ctx.materialize(dy);
+  const epsilon = floatAttribute(node, 'epsilon', 1e-5);
+  const inverseStd = ctx.op('Reciprocal', [ctx.op('Sqrt', [ctx.op('Add', [variance, ctx.scalar(epsilon)], `${variance}.plusEpsilon`, [channels])], `${variance}.std`, [channels])], `${variance}.inverseStd`, [channels]);
+  const centred = ctx.op('Sub', [x, ctx.reshape(mean, perChannel, `${mean}.perChannel`)], `${x}.centred.${label}`, shape);
+  const normalised = ctx.op('Mul', [centred, ctx.reshape(inverseStd, perChannel, `${inverseStd}.perChannel`)], `${x}.normalised.${label}`, shape);
+  const reduce = (value: string, name: string) => ctx.op('ReduceSum', [value, ctx.int64(`${name}.axes`, axes)], name, perChannel, { keepdims: { int: 1 } });
+  const sumDy = reduce(g, `${label}.sumDy`);
+  const sumDyNormalised = reduce(ctx.op('Mul', [g, normalised], `${label}.dyNormalised`, shape), `${label}.sumDyNormalised`);
+  const result: Array<Gradient | undefined> = [undefined, undefined, undefined, undefined, undefined];
+  if (wants[0]) {
+    const meanDy = ctx.op('Mul', [sumDy, ctx.scalar(1 / count)], `${label}.meanDy`, perChannel);
+    const meanDyNormalised = ctx.op('Mul', [sumDyNormalised, ctx.scalar(1 / count)], `${label}.meanDyNormalised`, perChannel);
+    const projected = ctx.op('Add', [ctx.op('Mul', [normalised, meanDyNormalised], `${label}.projection`, shape), meanDy], `${label}.removed`, shape);
+    const factor = ctx.reshape(ctx.op('Mul', [gamma, inverseStd], `${label}.factor`, [channels]), perChannel, `${label}.factor.perChannel`);
+    result[0] = { value: ctx.op('Mul', [ctx.op('Sub', [g, projected], `${label}.dyCentred`, shape), factor], `${x}.grad.${label}`, shape) };
+  }
+  if (wants[1]) result[1] = { value: ctx.reshape(sumDyNormalised, [channels], `${gamma}.grad.${label}`) };
+  if (wants[2]) result[2] = { value: ctx.reshape(sumDy, [channels], `${node.inputs[2]}.grad.${label}`) };
+  return result;
+}
+
 export const batchNormBackward: BackwardRule = (ctx, node, dy, wants) => {
-  constantWeightsOnly(node, wants);
+  if (ctx.floats(node.inputs[3]) === undefined || ctx.floats(node.inputs[4]) === undefined) return batchStatisticsBackward(ctx, node, dy, wants);
+  if (wants.some((wanted, i) => wanted && i > 0)) {
+    throw new Error(`BatchNormalization ${node.name ?? node.outputs[0]}: with running statistics, only its input gets a gradient (its scale and offset train with batch statistics)`);
+  }
   const x = node.inputs[0];
   const scale = batchNormScale(ctx, node);
   const combined = dy.channelScale ? scale.map((s, c) => s * (dy.channelScale as Float32Array)[c]) : scale;

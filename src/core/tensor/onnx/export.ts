@@ -35,6 +35,37 @@ export interface ExportOptions {
   readonly leaveOutSoftmax?: boolean;
   /** The ONNX value name of a layer's output, from its path (`layer`, or `model/layer` inside a nested model). */
   readonly valueName?: (layerName: string) => string;
+  /** Export for training (onnx/training-graph.ts): weights, batch norm and dropout as the hooks make them. */
+  readonly training?: TrainingHooks;
+}
+
+/**
+ * How a tfjs weight's values lie in the ONNX tensor that replaces it:
+ * `plain` as they are; `conv` a kernel [kh, kw, in, out] as [out, in, kh, kw];
+ * `depthwise` a kernel [kh, kw, in, multiplier] as [in·multiplier, 1, kh, kw];
+ * `pointwise` a Dense kernel [in, units] as a 1×1 convolution [units, in, 1, 1].
+ */
+export type WeightLayout = 'plain' | 'conv' | 'depthwise' | 'pointwise';
+
+/** What a training export asks of the training graph builder instead of writing constants and inference ops. */
+export interface TrainingHooks {
+  /** The graph value of a weight in ONNX's `shape` (see WeightLayout), or undefined to keep it a constant. */
+  weight(builder: GraphBuilder, variable: tf.LayerVariable, shape: readonly number[], layout: WeightLayout): string | undefined;
+  /** A batch norm in training mode (batch statistics; running statistics updated), over axis 1 of x. */
+  batchNorm(builder: GraphBuilder, x: string, layer: TrainingBatchNorm, out: string): string;
+  /** Dropout at `rate` in training mode. */
+  dropout(builder: GraphBuilder, x: string, rate: number, out: string): string;
+}
+
+/** A batch-norm layer as the training hooks see it: scale and offset as graph values, its moving statistics as tfjs variables. */
+export interface TrainingBatchNorm {
+  readonly scale: string;
+  readonly offset: string;
+  readonly epsilon: number;
+  /** PyTorch's momentum: the weight of the batch's statistics in the running ones. */
+  readonly momentum: number;
+  readonly movingMean: tf.LayerVariable;
+  readonly movingVariance: tf.LayerVariable;
 }
 
 export interface ExportedGraph {
@@ -57,9 +88,7 @@ export function torchValueName(layerName: string): string {
   return layerName.split('/').map(torchName).join('/');
 }
 
-interface LayerVariable {
-  read(): tf.Tensor;
-}
+type LayerVariable = tf.LayerVariable;
 
 interface HostArray {
   readonly data: Float32Array;
@@ -86,6 +115,8 @@ interface PoolFields {
 interface BatchNormFields {
   axis: number;
   epsilon: number;
+  /** Keras's: the weight of the old average (PyTorch's momentum is 1 − this). */
+  momentum: number;
   gamma?: LayerVariable | null;
   beta?: LayerVariable | null;
   movingMean: LayerVariable;
@@ -147,8 +178,18 @@ class Exporter {
   readonly layouts = new Map<string, Layout>();
   private readonly scalars = new Map<number, string>();
 
-  constructor(name: string) {
+  constructor(name: string, readonly training?: TrainingHooks) {
     this.builder = new GraphBuilder(name);
+  }
+
+  /**
+   * A weight of the layer writing `out`, as a constant named `out.suffix`
+   * in ONNX's `shape` (`values` gives its data in that layout), or as the
+   * training hooks make it.
+   */
+  weight(out: string, suffix: string, variable: LayerVariable, shape: readonly number[], layout: WeightLayout, values: () => Float32Array): string {
+    const trained = this.training?.weight(this.builder, variable, shape, layout);
+    return trained ?? this.builder.float32(`${out}.${suffix}`, values(), shape);
   }
 
   shape(value: string): readonly number[] {
@@ -212,13 +253,15 @@ class Exporter {
     const [n, channels, height, width] = this.rank4(step, x);
     const fields = step.layer as unknown as ConvFields;
     const depthwise = step.layer.getClassName() === 'DepthwiseConv2D';
-    const kernel = hostArray(depthwise ? fields.depthwiseKernel! : fields.kernel!, false);
-    const [kh, kw, inChannels, last] = kernel.shape;
+    const variable = depthwise ? fields.depthwiseKernel! : fields.kernel!;
+    const [kh, kw, inChannels, last] = variable.shape as number[];
     // tfjs kernels are [kh, kw, in, out] (depthwise: [kh, kw, in, multiplier], output channel c·multiplier + m, which is ONNX's group order).
     const outChannels = depthwise ? inChannels * last : last;
-    const weight = convWeight(kernel.data, kh, kw, depthwise ? 1 : inChannels, outChannels);
-    const inputs = [x, this.builder.float32(`${out}.weight`, weight, [outChannels, depthwise ? 1 : inChannels, kh, kw])];
-    if (fields.bias) inputs.push(this.builder.float32(`${out}.bias`, hostArray(fields.bias).data, [outChannels]));
+    const weightShape = [outChannels, depthwise ? 1 : inChannels, kh, kw];
+    const weight = this.weight(out, 'weight', variable, weightShape, depthwise ? 'depthwise' : 'conv', () => convWeight(hostArray(variable, false).data, kh, kw, depthwise ? 1 : inChannels, outChannels));
+    const inputs = [x, weight];
+    const bias = fields.bias;
+    if (bias) inputs.push(this.weight(out, 'bias', bias, [outChannels], 'plain', () => hostArray(bias).data));
     if (inChannels !== channels) throw new Error(`layer ${step.path}: kernel for ${inChannels} channels on a ${channels}-channel input`);
     const padding = fields.padding;
     if (padding !== 'same' && padding !== 'valid') throw new UserError(`Layer ${step.path} (${step.layer.getClassName()}) has padding ${padding}; the ONNX engine exports 'same' and 'valid'.`);
@@ -240,26 +283,28 @@ class Exporter {
 
   dense(step: LayerStep, x: string, out: string, skipSoftmax: boolean): string {
     const fields = step.layer as unknown as { kernel: LayerVariable; bias?: LayerVariable | null };
-    const kernel = hostArray(fields.kernel);
-    const [inputs, units] = kernel.shape;
-    const bias = fields.bias ? hostArray(fields.bias).data : undefined;
+    const [inputs, units] = fields.kernel.shape as number[];
+    const kernel = (shape: readonly number[], layout: WeightLayout) =>
+      this.weight(out, 'weight', fields.kernel, shape, layout, () => (layout === 'pointwise' ? convWeight(hostArray(fields.kernel, false).data, 1, 1, inputs, units) : hostArray(fields.kernel).data));
+    const biasVariable = fields.bias ?? undefined;
+    const bias = biasVariable ? () => this.weight(out, 'bias', biasVariable, [units], 'plain', () => hostArray(biasVariable).data) : undefined;
     const shape = this.shape(x);
     const kind = activationName(step.layer) ?? 'linear';
     const activation = skipSoftmax && kind === 'softmax' ? 'linear' : kind;
     const name = activation === 'linear' ? out : `${out}:dense`;
     let y: string;
     if (shape.length === 2) {
-      const operands = [x, this.builder.float32(`${out}.weight`, kernel.data, [inputs, units])];
-      if (bias) operands.push(this.builder.float32(`${out}.bias`, bias, [units]));
+      const operands = [x, kernel([inputs, units], 'plain')];
+      if (bias) operands.push(bias());
       y = this.op('Gemm', operands, name, [shape[0], units]);
     } else if (shape.length === 4) {
       // On an image, tfjs's Dense mixes channels at every pixel: a 1×1 convolution.
-      const operands = [x, this.builder.float32(`${out}.weight`, convWeight(kernel.data, 1, 1, inputs, units), [units, inputs, 1, 1])];
-      if (bias) operands.push(this.builder.float32(`${out}.bias`, bias, [units]));
+      const operands = [x, kernel([units, inputs, 1, 1], 'pointwise')];
+      if (bias) operands.push(bias());
       y = this.op('Conv', operands, name, [shape[0], units, shape[2], shape[3]], { kernel_shape: ints([1, 1]) });
     } else {
-      const product = this.op('MatMul', [x, this.builder.float32(`${out}.weight`, kernel.data, [inputs, units])], bias ? `${out}:matmul` : name, [...shape.slice(0, -1), units]);
-      y = bias ? this.op('Add', [product, this.builder.float32(`${out}.bias`, bias, [units])], name, [...shape.slice(0, -1), units]) : product;
+      const product = this.op('MatMul', [x, kernel([inputs, units], 'plain')], bias ? `${out}:matmul` : name, [...shape.slice(0, -1), units]);
+      y = bias ? this.op('Add', [product, bias()], name, [...shape.slice(0, -1), units]) : product;
     }
     return this.activation(activation, y, out, step);
   }
@@ -271,17 +316,18 @@ class Exporter {
     if (axis !== shape.length - 1 || (shape.length !== 4 && shape.length !== 2)) {
       throw new UserError(`Layer ${step.path} (BatchNormalization) normalises axis ${fields.axis} of a ${shape.length}-D input; the ONNX engine exports batch norm over the channels (last axis) of 4-D or 2-D inputs only.`);
     }
-    const mean = hostArray(fields.movingMean);
-    const variance = hostArray(fields.movingVariance);
-    const channels = mean.data.length;
-    const scale = fields.gamma ? hostArray(fields.gamma).data : new Float32Array(channels).fill(1);
-    const offset = fields.beta ? hostArray(fields.beta).data : new Float32Array(channels);
+    const channels = fields.movingMean.shape[0] as number;
+    const gamma = fields.gamma ?? undefined;
+    const beta = fields.beta ?? undefined;
+    const scale = gamma ? this.weight(out, 'weight', gamma, [channels], 'plain', () => hostArray(gamma).data) : this.builder.float32(`${out}.weight`, new Float32Array(channels).fill(1), [channels]);
+    const offset = beta ? this.weight(out, 'bias', beta, [channels], 'plain', () => hostArray(beta).data) : this.builder.float32(`${out}.bias`, new Float32Array(channels), [channels]);
+    if (this.training) return this.training.batchNorm(this.builder, x, { scale, offset, epsilon: fields.epsilon, momentum: 1 - fields.momentum, movingMean: fields.movingMean, movingVariance: fields.movingVariance }, out);
     const inputs = [
       x,
-      this.builder.float32(`${out}.weight`, scale, [channels]),
-      this.builder.float32(`${out}.bias`, offset, [channels]),
-      this.builder.float32(`${out}.running_mean`, mean.data, [channels]),
-      this.builder.float32(`${out}.running_var`, variance.data, [channels]),
+      scale,
+      offset,
+      this.builder.float32(`${out}.running_mean`, hostArray(fields.movingMean).data, [channels]),
+      this.builder.float32(`${out}.running_var`, hostArray(fields.movingVariance).data, [channels]),
     ];
     return this.op('BatchNormalization', inputs, out, shape, { epsilon: float(fields.epsilon) });
   }
@@ -429,9 +475,11 @@ class Exporter {
         return this.concatenate(step, xs, out);
       case 'Flatten':
         return this.flatten(step, x, out);
-      case 'Dropout':
+      case 'Dropout': {
         // Inference: dropout is the identity.
-        return x;
+        const rate = (step.layer as unknown as { rate: number }).rate;
+        return this.training && rate > 0 ? this.training.dropout(this.builder, x, rate, out) : x;
+      }
       case 'GoogLeNetInputTransform':
         return this.channelAffine(step, x, out);
       default:
@@ -457,7 +505,7 @@ function checkShape(step: LayerStep, shape: readonly number[], layout: Layout): 
 }
 
 export function exportLayersModel(model: tf.LayersModel, options: ExportOptions): ExportedGraph {
-  const { batch, leaveOutSoftmax = false, valueName = torchValueName } = options;
+  const { batch, leaveOutSoftmax = false, valueName = torchValueName, training } = options;
   if (!Number.isInteger(batch) || batch < 1) throw new Error(`ONNX export needs a positive integer batch size, not ${batch}`);
   if (model.inputs.length !== 1) throw new UserError(`Model ${model.name} takes ${model.inputs.length} inputs; the ONNX engine exports single-input models only.`);
   const inputShape = model.inputs[0].shape.slice(1);
@@ -465,7 +513,7 @@ export function exportLayersModel(model: tf.LayersModel, options: ExportOptions)
     throw new UserError(`Model ${model.name} takes inputs of shape [${inputShape.map((s) => s ?? '?').join(', ')}]; the ONNX engine needs a fixed input size.`);
   }
   const layerGraph = compileLayerGraph(model);
-  const exporter = new Exporter(model.name);
+  const exporter = new Exporter(model.name, training);
   const { builder, layouts } = exporter;
   const layoutOf = (value: string): Layout => (builder.shape(value).length === 4 ? 'nchw' : 'flat');
 

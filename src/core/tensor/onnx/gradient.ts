@@ -126,7 +126,7 @@ function resolveView(index: GraphIndex, value: string, scoreReads: ReadonlySet<s
 }
 
 /** Each value's gradient contributions, summed once all have arrived. */
-class GradientSums {
+export class GradientSums {
   private readonly contributions = new Map<string, Gradient[]>();
   private readonly totals = new Map<string, Gradient>();
 
@@ -192,6 +192,48 @@ function outputValue(builder: GraphBuilder, value: string, layout: ValueLayout |
   return out;
 }
 
+/** What backpropagate needs: where the backward pass starts and which values it differentiates towards. */
+export interface BackpropagationSpec {
+  /** Gradients at values of the forward graph (the score's: the target mask; a loss's: its gradient). */
+  readonly seeds: ReadonlyArray<readonly [string, Gradient]>;
+  /** Values whose gradients are wanted: only nodes downstream of one of them are differentiated. */
+  readonly starts: ReadonlySet<string>;
+  readonly rule: GradientRule;
+  readonly device?: OnnxDevice;
+}
+
+/**
+ * Extends `builder` (a continuation of the forward graph `index` describes)
+ * with the backward pass from the seeds to the starts. Returns the sums from
+ * which each start's gradient is read (`materialized`).
+ */
+export function backpropagate(builder: GraphBuilder, index: GraphIndex, spec: BackpropagationSpec): { ctx: BackwardContext; gradients: GradientSums } {
+  const scoreReads = index.ancestors(spec.seeds.map(([value]) => value));
+  const reached = index.descendants(spec.starts);
+  const ctx = new BackwardContext(builder, index, spec.starts, spec.device === 'webgpu' ? 'compare' : 'indices');
+  const gradients = new GradientSums(ctx);
+  for (const [value, gradient] of spec.seeds) gradients.contribute(value, gradient);
+  const rules = { ...PLAIN_RULES, ...modifiedRules(spec.rule) };
+  const nodes = index.graph.nodes;
+  for (let i = nodes.length - 1; i >= 0; i--) {
+    const node = nodes[i];
+    const wants = node.inputs.map((input) => input !== '' && reached.has(input) && scoreReads.has(input) && index.constant(input) === undefined);
+    if (!wants.some(Boolean) || !node.outputs.some((output) => scoreReads.has(output))) continue;
+    const dy = gradients.total(node.outputs[0]);
+    if (node.outputs.slice(1).some((output) => gradients.total(output) !== undefined)) {
+      throw new Error(`gradient graph: ${node.op} ${node.name ?? node.outputs[0]}: gradients reach an output other than its first`);
+    }
+    if (!dy) continue;
+    const rule = rules[node.op];
+    if (!rule) throw new UserError(`The ONNX engine cannot differentiate ${node.op} (node ${node.name ?? node.outputs[0]}); run this model with a tfjs backend.`);
+    const passed = rule(ctx, node, dy, wants);
+    passed.forEach((gradient, j) => {
+      if (gradient && wants[j]) gradients.contribute(node.inputs[j], gradient);
+    });
+  }
+  return { ctx, gradients };
+}
+
 export function buildGradientGraph(forward: Graph, spec: GradientSpec): GradientGraph {
   const index = new GraphIndex(forward);
   checkValue(index, spec.input, 'input');
@@ -210,32 +252,16 @@ export function buildGradientGraph(forward: Graph, spec: GradientSpec): Gradient
   if (spec.inputGradient && !scoreReads.has(spec.input)) throw new UserError(`The class scores do not depend on the input ${spec.input}.`);
   const starts = new Set(resolved.map((r) => r.key));
   if (spec.inputGradient) starts.add(spec.input);
-  const reached = index.descendants(starts);
 
   const builder = GraphBuilder.from(forward, `${forward.name}.gradients`);
   builder.outputs = [];
   const targets = builder.addInput('targets', scoreShape);
-  const ctx = new BackwardContext(builder, index, starts, spec.device === 'webgpu' ? 'compare' : 'indices');
-  const gradients = new GradientSums(ctx);
-  gradients.contribute(spec.score, { value: targets });
-  const rules = { ...PLAIN_RULES, ...modifiedRules(spec.rule) };
-
-  for (let i = forward.nodes.length - 1; i >= 0; i--) {
-    const node = forward.nodes[i];
-    const wants = node.inputs.map((input) => input !== '' && reached.has(input) && scoreReads.has(input) && index.constant(input) === undefined);
-    if (!wants.some(Boolean) || !node.outputs.some((output) => scoreReads.has(output))) continue;
-    const dy = gradients.total(node.outputs[0]);
-    if (node.outputs.slice(1).some((output) => gradients.total(output) !== undefined)) {
-      throw new Error(`gradient graph: ${node.op} ${node.name ?? node.outputs[0]}: gradients reach an output other than its first`);
-    }
-    if (!dy) continue;
-    const rule = rules[node.op];
-    if (!rule) throw new UserError(`The ONNX engine cannot differentiate ${node.op} (node ${node.name ?? node.outputs[0]}); run this model with a tfjs backend.`);
-    const passed = rule(ctx, node, dy, wants);
-    passed.forEach((gradient, j) => {
-      if (gradient && wants[j]) gradients.contribute(node.inputs[j], gradient);
-    });
-  }
+  const { ctx, gradients } = backpropagate(builder, index, {
+    seeds: [[spec.score, { value: targets }]],
+    starts,
+    rule: spec.rule,
+    ...(spec.device ? { device: spec.device } : {}),
+  });
 
   const taken = new Set<string>();
   const activations: string[] = [];

@@ -1,0 +1,345 @@
+/**
+ * Training graphs: one optimizer step of a tfjs layers-model as one ONNX
+ * graph, so that ONNX Runtime runs the forward in training mode, the
+ * backward to every trained weight, and the optimizer's update in one call.
+ *
+ * The weights are not constants here. Every trainable weight lives in one
+ * flat float32 vector `params` (each weight's tfjs values, in an order the
+ * caller lays out: ParameterLayout), and the graph slices and rearranges it
+ * into the ONNX layouts the ops read; batch norms' running statistics live in
+ * `stats` likewise. The graph takes those vectors and the optimizer's state
+ * and returns the updated ones, so the caller feeds each step's outputs to
+ * the next and nothing is rebuilt between steps.
+ *
+ * PyTorch's semantics (train-loop.ts states them): batch norm normalises
+ * with the batch's statistics (biased variance) and updates its running
+ * statistics with the layer's momentum (0.1 in PyTorch's terms for the
+ * built-in architectures) and the unbiased variance; dropout multiplies
+ * by a mask the caller draws (a graph input, so a seed decides it); the loss
+ * is the class-weighted mean cross-entropy Σ w·l / Σ w, entered as
+ * `weightedTargets` = one-hot · w / Σ w, whose gradient at the logits is
+ * softmax · Σ_c t − t; SGD (momentum, Nesterov, L2 weight decay) and Adam
+ * (L2 weight decay, bias correction) update each group of weights with the
+ * group's own step scalars, so that a head trained alone during
+ * freezeEpochs keeps its own Adam step count.
+ *
+ * An `eval` graph is the same forward in inference mode (running statistics,
+ * no dropout) over the same vectors: validation needs no export per epoch.
+ */
+import type * as tf from '@tensorflow/tfjs';
+import { exportLayersModel, type TrainingBatchNorm, type TrainingHooks, type WeightLayout } from './export.ts';
+import { backpropagate } from './gradient.ts';
+import type { Graph } from './graph.ts';
+import { elementCount } from './graph.ts';
+import { GraphBuilder } from './graph-builder.ts';
+import { GraphIndex, removeUnusedNodes } from './graph-index.ts';
+import type { OnnxDevice } from './session.ts';
+
+/** One tfjs weight's place in the flat vector. */
+export interface ParameterSlot {
+  readonly variable: tf.LayerVariable;
+  readonly offset: number;
+  readonly size: number;
+}
+
+/** Where each weight lies in a flat vector: slots in vector order, without gaps. */
+export class ParameterLayout {
+  readonly slots: readonly ParameterSlot[];
+  readonly size: number;
+  private readonly byVariable = new Map<tf.LayerVariable, ParameterSlot>();
+
+  constructor(variables: readonly tf.LayerVariable[]) {
+    let offset = 0;
+    this.slots = variables.map((variable) => {
+      const size = elementCount(variable.shape as number[]);
+      const slot = { variable, offset, size };
+      offset += size;
+      this.byVariable.set(variable, slot);
+      return slot;
+    });
+    this.size = offset;
+  }
+
+  slot(variable: tf.LayerVariable): ParameterSlot | undefined {
+    return this.byVariable.get(variable);
+  }
+}
+
+export interface OptimizerSettings {
+  readonly kind: 'sgd' | 'adam';
+  readonly momentum: number;
+  readonly nesterov: boolean;
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly epsilon: number;
+  readonly weightDecay: number;
+}
+
+/** A run of slots updated together, with one set of step scalars. */
+export interface ParameterGroup {
+  readonly start: number;
+  readonly end: number;
+}
+
+export interface TrainingGraphSpec {
+  readonly batch: number;
+  readonly parameters: ParameterLayout;
+  /** Running statistics of every batch norm (mean and variance variables). */
+  readonly statistics: ParameterLayout;
+  /** `train`: one optimizer step of `groups`; `eval`: the inference forward, logits only. */
+  readonly mode: 'train' | 'eval';
+  readonly groups: readonly ParameterGroup[];
+  readonly optimizer: OptimizerSettings;
+  readonly device?: OnnxDevice;
+}
+
+export interface TrainingGraph {
+  readonly graph: Graph;
+  /** NHWC images [batch, h, w, c]. */
+  readonly input: string;
+  readonly params: string;
+  readonly stats: string;
+  /** [batch, classes]: one-hot · w / Σ w (train only). */
+  readonly weightedTargets?: string;
+  /** One mask per dropout with a rate above 0, each with its shape: 0 or 1/(1 − rate) (train only). */
+  readonly dropoutMasks: ReadonlyArray<{ readonly name: string; readonly shape: readonly number[]; readonly rate: number }>;
+  /** Per group, in `groups` order (train only). */
+  readonly groupInputs: ReadonlyArray<GroupValues>;
+  readonly groupOutputs: ReadonlyArray<GroupValues>;
+  /** Logits [batch, classes], before the update. */
+  readonly logits: string;
+  /** Updated running statistics [statistics.size] (train only). */
+  readonly statsOut?: string;
+}
+
+/** A group's state values (momentum or first moment `m`, second moment `v`) and, as inputs, its step scalars. */
+export interface GroupValues {
+  readonly params: string;
+  readonly m?: string;
+  readonly v?: string;
+  /** SGD: the learning rate; Adam: lr / (1 − β1ᵗ). */
+  readonly stepSize?: string;
+  /** Adam: √(1 − β2ᵗ). */
+  readonly correction?: string;
+}
+
+const TO_ONNX: Record<Exclude<WeightLayout, 'plain'>, readonly number[]> = {
+  conv: [3, 2, 0, 1],
+  depthwise: [2, 3, 0, 1],
+  pointwise: [1, 0],
+};
+
+class TrainingHooksImpl implements TrainingHooks {
+  readonly weightValues = new Map<ParameterSlot, string>();
+  readonly runningUpdates = new Map<ParameterSlot, string>();
+  readonly masks: Array<{ name: string; shape: readonly number[]; rate: number }> = [];
+
+  constructor(
+    readonly params: string,
+    readonly stats: string,
+    readonly spec: TrainingGraphSpec,
+  ) {}
+
+  private slice(builder: GraphBuilder, vector: string, slot: ParameterSlot, name: string): string {
+    return builder.op('Slice', [
+      vector,
+      builder.int64(`${name}.start`, [slot.offset]),
+      builder.int64(`${name}.end`, [slot.offset + slot.size]),
+      builder.int64(`${name}.axis`, [0]),
+    ], name, [slot.size]);
+  }
+
+  weight(builder: GraphBuilder, variable: tf.LayerVariable, shape: readonly number[], layout: WeightLayout): string | undefined {
+    const slot = this.spec.parameters.slot(variable);
+    if (!slot) return undefined;
+    const name = `param.${variable.name}`;
+    const flat = this.slice(builder, this.params, slot, name);
+    this.weightValues.set(slot, flat);
+    const tfjsShape = variable.shape as number[];
+    const reshape = (value: string, to: readonly number[], as: string) =>
+      builder.op('Reshape', [value, builder.int64(`${as}.shape`, to)], as, to);
+    const held = reshape(flat, tfjsShape, `${name}.tfjs`);
+    if (layout === 'plain') return held;
+    const perm = TO_ONNX[layout];
+    const transposed = builder.op('Transpose', [held], `${name}.onnx`, perm.map((axis) => tfjsShape[axis]), { perm: { ints: perm } });
+    return layout === 'conv' ? transposed : reshape(transposed, shape, `${name}.onnxShape`);
+  }
+
+  batchNorm(builder: GraphBuilder, x: string, layer: TrainingBatchNorm, out: string): string {
+    const shape = builder.shape(x);
+    const channels = shape[1];
+    const meanSlot = this.spec.statistics.slot(layer.movingMean);
+    const varianceSlot = this.spec.statistics.slot(layer.movingVariance);
+    if (!meanSlot || !varianceSlot) throw new Error(`training graph: batch norm ${out} has no running statistics in the layout`);
+    const running = this.slice(builder, this.stats, meanSlot, `${out}.running_mean`);
+    const runningVariance = this.slice(builder, this.stats, varianceSlot, `${out}.running_var`);
+    const epsilon = { float: layer.epsilon };
+    if (this.spec.mode === 'eval') {
+      return builder.op('BatchNormalization', [x, layer.scale, layer.offset, running, runningVariance], out, shape, { epsilon });
+    }
+    const axes = shape.map((_, i) => i).filter((i) => i !== 1);
+    const count = axes.reduce((product, axis) => product * shape[axis], 1);
+    if (count < 2) throw new Error(`batch norm ${out} sees ${count} value per channel in training (PyTorch's "Expected more than 1 value per channel when training"); use a larger batch`);
+    const perChannel = [1, channels, ...shape.slice(2).map(() => 1)];
+    const mean = builder.op('ReduceMean', [x], `${out}.batch_mean`, [channels], { axes: { ints: axes }, keepdims: { int: 0 } });
+    const meanPerChannel = builder.op('Reshape', [mean, builder.int64(`${out}.perChannel`, perChannel)], `${out}.batch_mean.perChannel`, perChannel);
+    const centred = builder.op('Sub', [x, meanPerChannel], `${out}.centred`, shape);
+    const variance = builder.op('ReduceMean', [builder.op('Mul', [centred, centred], `${out}.squares`, shape)], `${out}.batch_var`, [channels], { axes: { ints: axes }, keepdims: { int: 0 } });
+    const y = builder.op('BatchNormalization', [x, layer.scale, layer.offset, mean, variance], out, shape, { epsilon });
+    const scalar = (value: number) => builder.float32(`${out}.const`, [value], []);
+    const blend = (batch: string, factor: number, current: string, as: string, momentum: number) =>
+      builder.op('Add', [
+        builder.op('Mul', [batch, scalar(factor)], `${as}.batch`, [channels]),
+        builder.op('Mul', [current, scalar(1 - momentum)], `${as}.kept`, [channels]),
+      ], as, [channels]);
+    this.runningUpdates.set(meanSlot, blend(mean, layer.momentum, running, `${out}.running_mean.next`, layer.momentum));
+    this.runningUpdates.set(varianceSlot, blend(variance, layer.momentum * (count / (count - 1)), runningVariance, `${out}.running_var.next`, layer.momentum));
+    return y;
+  }
+
+  dropout(builder: GraphBuilder, x: string, rate: number, out: string): string {
+    if (this.spec.mode === 'eval') return x;
+    const shape = builder.shape(x);
+    const mask = builder.addInput(`${out}.mask`, shape);
+    this.masks.push({ name: mask, shape, rate });
+    return builder.op('Mul', [x, mask], out, shape);
+  }
+}
+
+/** Concatenates flat values (one value: itself). */
+function concat(builder: GraphBuilder, values: readonly string[], name: string): string {
+  const total = values.reduce((sum, value) => sum + elementCount(builder.shape(value)), 0);
+  return values.length === 1 ? values[0] : builder.op('Concat', values, name, [total], { axis: { int: 0 } });
+}
+
+/** The optimizer's update of one group, given its weights and gradient (flat); returns its outputs. */
+function update(builder: GraphBuilder, optimizer: OptimizerSettings, w: string, gradient: string, index: number): { inputs: GroupValues; outputs: GroupValues } {
+  const size = builder.shape(w);
+  const name = `group${index}`;
+  const scalar = (value: number) => builder.float32(`${name}.const`, [value], []);
+  const op = (kind: string, inputs: string[], as: string) => builder.op(kind, inputs, `${name}.${as}`, size);
+  const stepSize = builder.addInput(`${name}.stepSize`, []);
+  const g = optimizer.weightDecay > 0 ? op('Add', [gradient, op('Mul', [w, scalar(optimizer.weightDecay)], 'decay')], 'decayed') : gradient;
+  if (optimizer.kind === 'sgd') {
+    let step = g;
+    let m: string | undefined;
+    let buffer: string | undefined;
+    if (optimizer.momentum > 0) {
+      m = builder.addInput(`${name}.m`, size);
+      buffer = op('Add', [op('Mul', [m, scalar(optimizer.momentum)], 'kept'), g], 'momentum');
+      step = optimizer.nesterov ? op('Add', [g, op('Mul', [buffer, scalar(optimizer.momentum)], 'lookahead')], 'nesterov') : buffer;
+    }
+    const next = op('Sub', [w, op('Mul', [step, stepSize], 'step')], 'params');
+    return { inputs: { params: w, stepSize, ...(m ? { m } : {}) }, outputs: { params: next, ...(buffer ? { m: buffer } : {}) } };
+  }
+  const m = builder.addInput(`${name}.m`, size);
+  const v = builder.addInput(`${name}.v`, size);
+  const correction = builder.addInput(`${name}.correction`, []);
+  const first = op('Add', [op('Mul', [m, scalar(optimizer.beta1)], 'm.kept'), op('Mul', [g, scalar(1 - optimizer.beta1)], 'm.new')], 'm');
+  const second = op('Add', [op('Mul', [v, scalar(optimizer.beta2)], 'v.kept'), op('Mul', [op('Mul', [g, g], 'g2'), scalar(1 - optimizer.beta2)], 'v.new')], 'v');
+  const denominator = op('Add', [op('Div', [op('Sqrt', [second], 'rms'), correction], 'rms.corrected'), scalar(optimizer.epsilon)], 'denominator');
+  const next = op('Sub', [w, op('Mul', [op('Div', [first, denominator], 'direction'), stepSize], 'step')], 'params');
+  return { inputs: { params: w, stepSize, m, v, correction }, outputs: { params: next, m: first, v: second } };
+}
+
+export function buildTrainingGraph(model: tf.LayersModel, spec: TrainingGraphSpec): TrainingGraph {
+  let hooks: TrainingHooksImpl | undefined;
+  let params = '';
+  let stats = '';
+  const exported = exportLayersModel(model, {
+    batch: spec.batch,
+    training: {
+      weight: (builder, variable, shape, layout) => {
+        hooks ??= start(builder);
+        return hooks.weight(builder, variable, shape, layout);
+      },
+      batchNorm: (builder, x, layer, out) => {
+        hooks ??= start(builder);
+        return hooks.batchNorm(builder, x, layer, out);
+      },
+      dropout: (builder, x, rate, out) => {
+        hooks ??= start(builder);
+        return hooks.dropout(builder, x, rate, out);
+      },
+    },
+  });
+  function start(builder: GraphBuilder): TrainingHooksImpl {
+    params = builder.addInput('params', [spec.parameters.size]);
+    stats = builder.addInput('stats', [spec.statistics.size]);
+    return new TrainingHooksImpl(params, stats, spec);
+  }
+  if (!hooks) throw new Error(`training graph: model ${model.name} has no weights to train`);
+  return finish(exported.graph, exported.input, exported.output, params, stats, hooks, spec);
+}
+
+function finish(forward: Graph, input: string, logits: string, params: string, stats: string, hooks: TrainingHooksImpl, spec: TrainingGraphSpec): TrainingGraph {
+  const builder = GraphBuilder.from(forward, `${forward.name}.${spec.mode}`);
+  builder.outputs = [];
+  const logitsOut = builder.op('Identity', [logits], 'logits', builder.shape(logits));
+  builder.addOutput(logitsOut);
+  if (spec.mode === 'eval') {
+    removeUnusedNodes(builder, [input, params, stats]);
+    return { graph: builder.build(), input, params, stats, dropoutMasks: [], groupInputs: [], groupOutputs: [], logits: logitsOut };
+  }
+
+  const [batch, classes] = builder.shape(logits);
+  const weightedTargets = builder.addInput('weightedTargets', [batch, classes]);
+  const probabilities = builder.op('Softmax', [logits], 'loss.probabilities', [batch, classes], { axis: { int: 1 } });
+  const rowWeights = builder.op('ReduceSum', [weightedTargets, builder.int64('loss.classAxis', [1])], 'loss.rowWeights', [batch, 1], { keepdims: { int: 1 } });
+  const seed = builder.op('Sub', [builder.op('Mul', [probabilities, rowWeights], 'loss.expected', [batch, classes]), weightedTargets], 'loss.grad', [batch, classes]);
+
+  const trained = spec.parameters.slots.filter((slot) => spec.groups.some((group) => slot.offset >= group.start && slot.offset < group.end));
+  const starts = new Set(trained.map((slot) => {
+    const value = hooks.weightValues.get(slot);
+    if (!value) throw new Error(`training graph: weight ${slot.variable.name} is not read by the model`);
+    return value;
+  }));
+  const index = new GraphIndex(forward);
+  const { gradients } = backpropagate(builder, index, { seeds: [[logits, { value: seed }]], starts, rule: 'plain', ...(spec.device ? { device: spec.device } : {}) });
+
+  const groupInputs: GroupValues[] = [];
+  const groupOutputs: GroupValues[] = [];
+  spec.groups.forEach((group, i) => {
+    const slots = trained.filter((slot) => slot.offset >= group.start && slot.offset < group.end);
+    const covered = slots.reduce((sum, slot) => sum + slot.size, 0);
+    if (slots.length === 0 || slots[0].offset !== group.start || covered !== group.end - group.start) {
+      throw new Error(`training graph: group [${group.start}, ${group.end}) does not hold whole, adjacent weights`);
+    }
+    const gradient = concat(builder, slots.map((slot) => gradients.materialized(hooks.weightValues.get(slot) as string)), `group${i}.gradient`);
+    const w = builder.op('Slice', [params, builder.int64(`group${i}.start`, [group.start]), builder.int64(`group${i}.end`, [group.end]), builder.int64(`group${i}.axis`, [0])], `group${i}.weights`, [group.end - group.start]);
+    const { inputs, outputs } = update(builder, spec.optimizer, w, gradient, i);
+    groupInputs.push(inputs);
+    const named: GroupValues = {
+      params: builder.op('Identity', [outputs.params], `group${i}.params.out`, builder.shape(outputs.params)),
+      ...(outputs.m ? { m: builder.op('Identity', [outputs.m], `group${i}.m.out`, builder.shape(outputs.m)) } : {}),
+      ...(outputs.v ? { v: builder.op('Identity', [outputs.v], `group${i}.v.out`, builder.shape(outputs.v)) } : {}),
+    };
+    for (const value of [named.params, named.m, named.v]) if (value) builder.addOutput(value);
+    groupOutputs.push(named);
+  });
+
+  let statsOut: string | undefined;
+  if (spec.statistics.size > 0) {
+    const parts = spec.statistics.slots.map((slot) => {
+      const next = hooks.runningUpdates.get(slot);
+      if (!next) throw new Error(`training graph: running statistic ${slot.variable.name} is not updated by any batch norm`);
+      return next;
+    });
+    statsOut = builder.op('Identity', [concat(builder, parts, 'stats.next')], 'stats.out', [spec.statistics.size]);
+    builder.addOutput(statsOut);
+  }
+  const keep = [input, params, stats, weightedTargets, ...hooks.masks.map((mask) => mask.name), ...groupInputs.flatMap((g) => [g.stepSize, g.m, g.v, g.correction].filter((v): v is string => v !== undefined))];
+  removeUnusedNodes(builder, keep);
+  return {
+    graph: builder.build(),
+    input,
+    params,
+    stats,
+    weightedTargets,
+    dropoutMasks: hooks.masks,
+    groupInputs,
+    groupOutputs,
+    logits: logitsOut,
+    ...(statsOut ? { statsOut } : {}),
+  };
+}
