@@ -5,6 +5,7 @@ import { before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { seededRandom } from '../src/core/random.ts';
 import { loadLayersModel } from '../src/core/io/model-io.ts';
+import type { EngineChoice } from '../src/core/tensor/engine-choice.ts';
 import { trainModel, stepLearningRate, type TrainLoopConfig, type TrainModelOptions } from '../src/core/tensor/train-loop.ts';
 import { tempDir } from './helpers.ts';
 
@@ -65,7 +66,13 @@ function assertSameWeights(a: tf.LayersModel, b: tf.LayersModel): void {
   wa.forEach((values, i) => assert.deepEqual(wb[i], values, `weight ${i} differs`));
 }
 
-describe('train loop', () => {
+/** The loop runs the same on both engines: tfjs's variables, or ONNX Runtime's sessions (onnx-trainer.ts). */
+const ENGINES: ReadonlyArray<[string, EngineChoice]> = [
+  ['tfjs cpu', { engine: 'tfjs' }],
+  ['onnx:cpu', { engine: 'onnx', device: 'cpu', threads: 2 }],
+];
+
+for (const [engineName, engine] of ENGINES) describe(`train loop (${engineName})`, () => {
   let train: { x: tf.Tensor4D; y: number[] };
   let val: { x: tf.Tensor4D; y: number[] };
 
@@ -81,6 +88,7 @@ describe('train loop', () => {
     val,
     config,
     out,
+    engine,
     ...extra,
   });
 

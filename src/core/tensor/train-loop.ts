@@ -15,17 +15,16 @@
  * - Class weights are inverse frequency (n / (classes · n_c), scikit-learn's
  *   "balanced"), and the weighted loss is Σ w·l / Σ w as in CrossEntropyLoss(weight).
  *
- * The optimizers are written here rather than taken from tf.train: tfjs's
- * optimizers cannot change their learning rate between epochs, their weight
- * decay is not PyTorch's, and restoring Adam's state exactly through
- * setWeights depends on undocumented variable ordering. Owning the state makes
- * a resumed run bit-identical to an uninterrupted one.
+ * The steps are taken by a Trainer (trainer.ts): on the onnx engine by ONNX
+ * Runtime sessions over flat weight vectors (onnx-trainer.ts), else by the
+ * model's own tfjs variables (tfjs-trainer.ts). Both own their optimizer
+ * state, so a resumed run is bit-identical to an uninterrupted one on the
+ * same engine.
  *
  * Every random draw comes from a generator seeded by (seed, epoch, batch), never
  * a generator carried across batches, so a resumed epoch reproduces the draws
- * of the run it replaces. Math.random (which tfjs dropout falls back to when a
- * layer has no seed) is replaced by such a generator for the synchronous span
- * of each step.
+ * of the run it replaces: shuffles and augmentation here, dropout masks in
+ * the trainer.
  *
  * Checkpoints: `checkpoints/epoch-NNNN.bin` (model weights, batch-norm moving
  * statistics included, plus optimizer state) and `checkpoints/best-epoch-NNNN.bin`,
@@ -36,12 +35,14 @@
 import { readFile, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { mixSeed, seededRandom, shuffled, withSeededMathRandom } from '../random.ts';
+import { mixSeed, seededRandom, shuffled } from '../random.ts';
 import { writeFileAtomic } from '../store/atomic.ts';
 import { saveLayersModel } from '../io/model-io.ts';
-import { registerBatchNormGradient } from './batch-norm-gradient.ts';
-import './pytorch-batch-norm.ts';
+import { engineChoice, type EngineChoice } from './engine-choice.ts';
+import { OnnxTrainer } from './onnx-trainer.ts';
 import { augmentImages, type Augmentation } from './preprocess.ts';
+import { TfjsTrainer } from './tfjs-trainer.ts';
+import { headWeights, type ResolvedOptimizer, type StateEntry, type Trainer } from './trainer.ts';
 
 // ---------------------------------------------------------------- configuration
 
@@ -108,6 +109,8 @@ export interface TrainModelOptions {
   onEpoch?: (record: EpochRecord) => void;
   /** Folder under `out` that receives the best model (default `best`). */
   bestDir?: string;
+  /** Which engine takes the steps (default: the process's engine choice). */
+  engine?: EngineChoice;
 }
 
 export interface TrainResult {
@@ -132,17 +135,6 @@ export const deriveSeed = mixSeed;
 const PURPOSE = { shuffle: 1, augment: 2, layers: 3 } as const;
 
 // ---------------------------------------------------------------- config parsing
-
-interface ResolvedOptimizer {
-  kind: 'sgd' | 'adam';
-  learningRate: number;
-  momentum: number;
-  nesterov: boolean;
-  beta1: number;
-  beta2: number;
-  epsilon: number;
-  weightDecay: number;
-}
 
 function resolveOptimizer(config: TrainLoopConfig['optimizer']): ResolvedOptimizer {
   const record = config as Record<string, Record<string, unknown> | undefined>;
@@ -200,74 +192,15 @@ export function inverseFrequencyWeights(labels: ArrayLike<number>, classes: numb
   return counts.map((c) => (c === 0 ? 0 : labels.length / (classes * c)));
 }
 
-// ---------------------------------------------------------------- optimizer
+// ---------------------------------------------------------------- engines
 
-interface SlotState {
-  /** Momentum buffer (sgd) or first moment (adam). */
-  m?: tf.Variable;
-  /** Second moment (adam). */
-  v?: tf.Variable;
-  step: number;
-}
-
-class Optimizer {
-  readonly slots: SlotState[];
-
-  constructor(
-    readonly settings: ResolvedOptimizer,
-    readonly variables: tf.Variable[],
-  ) {
-    this.slots = variables.map(() => ({ step: 0 }));
-  }
-
-  private ensure(i: number): SlotState {
-    const slot = this.slots[i];
-    const shape = this.variables[i].shape;
-    const needsM = this.settings.kind === 'adam' || this.settings.momentum > 0;
-    // Inside tidy, so the zeros each variable starts from are freed (a variable keeps its own reference to the data).
-    if (needsM && !slot.m) slot.m = tf.tidy(() => tf.variable(tf.zeros(shape), false));
-    if (this.settings.kind === 'adam' && !slot.v) slot.v = tf.tidy(() => tf.variable(tf.zeros(shape), false));
-    return slot;
-  }
-
-  /** One update of the variables at `indices` with their gradients (same order); call inside tf.tidy. */
-  apply(indices: number[], grads: tf.Tensor[], learningRate: number): void {
-    const s = this.settings;
-    indices.forEach((i, k) => {
-      const w = this.variables[i];
-      const slot = this.ensure(i);
-      slot.step++;
-      let g = grads[k];
-      if (s.weightDecay > 0) g = tf.add(g, tf.mul(w, s.weightDecay));
-      let update: tf.Tensor;
-      if (s.kind === 'sgd') {
-        if (slot.m) {
-          const buf = tf.add(tf.mul(slot.m, s.momentum), g);
-          slot.m.assign(buf);
-          update = s.nesterov ? tf.add(g, tf.mul(buf, s.momentum)) : buf;
-        } else {
-          update = g;
-        }
-        w.assign(tf.sub(w, tf.mul(update, learningRate)));
-      } else {
-        const m = tf.add(tf.mul(slot.m!, s.beta1), tf.mul(g, 1 - s.beta1));
-        const v = tf.add(tf.mul(slot.v!, s.beta2), tf.mul(tf.square(g), 1 - s.beta2));
-        slot.m!.assign(m);
-        slot.v!.assign(v);
-        const c1 = 1 - Math.pow(s.beta1, slot.step);
-        const c2 = 1 - Math.pow(s.beta2, slot.step);
-        const denominator = tf.add(tf.div(tf.sqrt(v), Math.sqrt(c2)), s.epsilon);
-        w.assign(tf.sub(w, tf.div(tf.mul(m, learningRate / c1), denominator)));
-      }
-    });
-  }
-
-  dispose(): void {
-    for (const slot of this.slots) {
-      slot.m?.dispose();
-      slot.v?.dispose();
-    }
-  }
+/**
+ * The trainer for the engine: ONNX Runtime where the process runs the onnx
+ * engine (its sessions take the steps; the tfjs model is written at each
+ * checkpoint), else the model's own tfjs variables.
+ */
+export function createTrainer(model: tf.LayersModel, optimizer: ResolvedOptimizer, engine: EngineChoice = engineChoice()): Trainer {
+  return engine.engine === 'onnx' ? new OnnxTrainer(model, { device: engine.device, threads: engine.threads, optimizer }) : new TfjsTrainer(model, optimizer);
 }
 
 // ---------------------------------------------------------------- tensor files
@@ -279,7 +212,7 @@ interface TensorEntry {
 }
 
 /** Self-describing tensor file: u32 header length, JSON header, zero padding to 4 bytes, raw values. */
-function encodeTensors(entries: { name: string; values: Float32Array | Int32Array; shape: number[] }[]): Uint8Array {
+function encodeTensors(entries: ReadonlyArray<{ name: string; values: Float32Array | Int32Array; shape: number[] }>): Uint8Array {
   const header: TensorEntry[] = entries.map((e) => ({ name: e.name, shape: e.shape, dtype: e.values instanceof Int32Array ? 'int32' : 'float32' }));
   const json = new TextEncoder().encode(JSON.stringify(header));
   const start = Math.ceil((4 + json.length) / 4) * 4;
@@ -383,58 +316,12 @@ async function removeStale(out: string, keep: Set<string>): Promise<void> {
   }
 }
 
-// ---------------------------------------------------------------- loss
-
-function lossAndCorrect(logits: tf.Tensor, labels: tf.Tensor1D, classes: number, classWeights: tf.Tensor1D | undefined): { weightedSum: tf.Scalar; weightSum: tf.Scalar; correct: tf.Scalar } {
-  const logProbabilities = tf.logSoftmax(logits as tf.Tensor2D);
-  const perSample = tf.neg(tf.sum(tf.mul(tf.oneHot(labels, classes), logProbabilities), 1));
-  const weights = classWeights ? tf.gather(classWeights, labels) : tf.onesLike(perSample);
-  return {
-    weightedSum: tf.sum(tf.mul(perSample, weights)),
-    weightSum: tf.sum(weights),
-    correct: tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), tf.cast(labels, 'int32')), 'float32')),
-  };
-}
-
-/** Runs `fn` with Math.random drawn from `seed`, so layers that fall back to it (unseeded dropout) are reproducible. */
 function abortError(signal: AbortSignal): unknown {
   return signal.reason ?? new Error('Training aborted.');
 }
 
 /** Yields to the event loop so an abort raised by a signal handler is seen between batches. */
 const yieldToEvents = () => new Promise<void>((resolve) => setImmediate(resolve));
-
-// ---------------------------------------------------------------- one step
-
-/**
- * One optimizer step on a batch, inside the caller's tf.tidy: the forward in
- * training mode (batch norm on batch statistics, dropout drawing from
- * `seed`), the mean (class-weighted) cross-entropy, its gradients for the
- * variables at `indices` and their update. Returns the kept weighted loss
- * sum, weight sum and number of correct predictions, measured before the
- * update.
- */
-function trainingStep(
-  model: tf.LayersModel,
-  optimizer: Optimizer,
-  indices: number[],
-  x: tf.Tensor4D,
-  y: tf.Tensor1D,
-  settings: { classes: number; classWeights: tf.Tensor1D | undefined; learningRate: number; seed: number },
-): tf.Scalar[] {
-  const variables = indices.map((i) => optimizer.variables[i]);
-  return withSeededMathRandom(settings.seed, () => {
-    let kept: tf.Scalar[] = [];
-    const { grads } = tf.variableGrads(() => {
-      const logits = model.apply(x, { training: true }) as tf.Tensor;
-      const parts = lossAndCorrect(logits, y, settings.classes, settings.classWeights);
-      kept = [tf.keep(parts.weightedSum), tf.keep(parts.weightSum), tf.keep(parts.correct)];
-      return tf.div(parts.weightedSum, parts.weightSum) as tf.Scalar;
-    }, variables);
-    optimizer.apply(indices, variables.map((v) => grads[v.name]), settings.learningRate);
-    return kept;
-  });
-}
 
 // ---------------------------------------------------------------- a fixed number of steps
 
@@ -452,6 +339,8 @@ export interface TrainStepsOptions {
   /** After each step: its 1-based number and the mean loss of its batch before the update. */
   onStep?: (step: number, loss: number) => void;
   signal?: AbortSignal;
+  /** Which engine takes the steps (default: the process's engine choice). */
+  engine?: EngineChoice;
 }
 
 /**
@@ -463,17 +352,12 @@ export interface TrainStepsOptions {
  */
 export async function trainSteps(options: TrainStepsOptions): Promise<number[]> {
   const { model, x, labels, steps, signal } = options;
-  registerBatchNormGradient();
   const count = labels.length;
   if (x.shape[0] !== count) throw new Error(`${x.shape[0]} inputs but ${labels.length} labels`);
   const settings = resolveOptimizer(options.optimizer);
-  const trainable = model.trainableWeights.map((w) => w.read() as tf.Variable);
-  const indices = trainable.map((_, i) => i);
-  const outputShape = model.outputs[0].shape;
-  const classes = outputShape[outputShape.length - 1] as number;
   const batchSize = Math.max(1, Math.min(options.batchSize, count));
   const perPass = Math.ceil(count / batchSize);
-  const optimizer = new Optimizer(settings, trainable);
+  const trainer = createTrainer(model, settings, options.engine);
   const losses: number[] = [];
   try {
     let order: number[] = [];
@@ -486,20 +370,22 @@ export async function trainSteps(options: TrainStepsOptions): Promise<number[]> 
         order = options.shuffle ? shuffled(all, seededRandom(deriveSeed(options.seed, pass, PURPOSE.shuffle))) : all;
       }
       const batch = order.slice(b * batchSize, (b + 1) * batchSize);
-      const stats = tf.tidy(() => {
-        const images = tf.gather(x, tf.tensor1d(batch, 'int32')) as tf.Tensor4D;
-        const y = tf.tensor1d(Int32Array.from(batch, (i) => labels[i]), 'int32');
-        return trainingStep(model, optimizer, indices, images, y, { classes, classWeights: undefined, learningRate: settings.learningRate, seed: deriveSeed(options.seed, pass, b, PURPOSE.layers) });
-      });
-      const [weighted, weights] = stats.map((t) => t.dataSync()[0]);
-      tf.dispose(stats);
-      losses.push(weighted / weights);
-      options.onStep?.(step + 1, weighted / weights);
+      const images = tf.tidy(() => tf.gather(x, tf.tensor1d(batch, 'int32')) as tf.Tensor4D);
+      let measured;
+      try {
+        measured = await trainer.step(images, Int32Array.from(batch, (i) => labels[i]), { headOnly: false, learningRate: settings.learningRate, seed: deriveSeed(options.seed, pass, b, PURPOSE.layers) });
+      } finally {
+        images.dispose();
+      }
+      const loss = measured.weightedSum / measured.weightSum;
+      losses.push(loss);
+      options.onStep?.(step + 1, loss);
       await yieldToEvents();
     }
+    trainer.syncModel();
     return losses;
   } finally {
-    optimizer.dispose();
+    await trainer.dispose();
   }
 }
 
@@ -507,7 +393,6 @@ export async function trainSteps(options: TrainStepsOptions): Promise<number[]> 
 
 export async function trainModel(options: TrainModelOptions): Promise<TrainResult> {
   const { model, config, out, signal } = options;
-  registerBatchNormGradient();
   const writeFile = options.writeFile ?? ((relative: string, data: string | Uint8Array) => writeFileAtomic(path.join(out, relative), data));
   const bestDir = options.bestDir ?? 'best';
   const settings = resolveOptimizer(config.optimizer);
@@ -520,17 +405,10 @@ export async function trainModel(options: TrainModelOptions): Promise<TrainResul
   const freezeEpochs = config.freezeEpochs ?? 0;
   const batchSize = Math.max(1, config.batchSize);
   const key = fingerprint(config, settings, augmentation, model, train.count);
+  if (freezeEpochs > 0 && headWeights(model).length === 0) throw new Error('freezeEpochs needs a Dense layer as the model’s head.');
 
-  // The trainable variables of the whole model, and the subset of the last Dense layer trained alone during freezeEpochs.
-  const trainable = model.trainableWeights.map((w) => w.read() as tf.Variable);
-  const headLayer = [...model.layers].reverse().find((layer) => layer.getClassName() === 'Dense');
-  if (freezeEpochs > 0 && !headLayer) throw new Error('freezeEpochs needs a Dense layer as the model’s head.');
-  const headIds = new Set(headLayer ? headLayer.trainableWeights.map((w) => w.read().id) : []);
-  const headIndices = trainable.flatMap((v, i) => (headIds.has(v.id) ? [i] : []));
-  const allIndices = trainable.map((_, i) => i);
-
-  const optimizer = new Optimizer(settings, trainable);
-  const classWeights = config.classWeights ? tf.tensor1d(inverseFrequencyWeights(train.labels, classes)) : undefined;
+  const trainer = createTrainer(model, settings, options.engine);
+  const classWeights = config.classWeights ? inverseFrequencyWeights(train.labels, classes) : undefined;
   try {
     let history: EpochRecord[] = [];
     let best: CheckpointManifest['best'];
@@ -544,14 +422,7 @@ export async function trainModel(options: TrainModelOptions): Promise<TrainResul
       const file = path.join(out, manifest.state);
       const tensors = decodeTensors(new Uint8Array(await readFile(file)), file);
       restoreModel(model, tensors, file);
-      manifest.slots.forEach((saved, i) => {
-        const slot = optimizer.slots[i];
-        slot.step = saved.step;
-        for (const which of ['m', 'v'] as const) {
-          const values = tensors.get(`opt/${i}/${which}`);
-          if (values) slot[which] = tf.tidy(() => tf.variable(tf.tensor(values.values, values.shape), false));
-        }
-      });
+      trainer.restore(manifest.slots.map((slot) => slot.step), tensors);
       history = manifest.history;
       best = manifest.best;
       startEpoch = manifest.epoch;
@@ -562,7 +433,6 @@ export async function trainModel(options: TrainModelOptions): Promise<TrainResul
     for (let epoch = startEpoch; epoch < config.epochs; epoch++) {
       const started = performance.now();
       const frozen = epoch < freezeEpochs;
-      const indices = frozen ? headIndices : allIndices;
       const learningRate = stepLearningRate(settings.learningRate, epoch, config.schedule);
       const order = shuffled(
         Array.from({ length: train.count }, (_, i) => i),
@@ -575,18 +445,25 @@ export async function trainModel(options: TrainModelOptions): Promise<TrainResul
         if (signal?.aborted) throw abortError(signal);
         const batch = order.slice(b * batchSize, (b + 1) * batchSize);
         const images = await train.load(batch);
-        const stats = tf.tidy(() => {
+        const x = tf.tidy(() => {
           const augmented = augmentation ? augmentImages(images, augmentation, deriveSeed(config.seed, epoch, b, PURPOSE.augment)) : images;
-          const x = options.normalise ? options.normalise(augmented) : augmented;
-          const y = tf.tensor1d(Int32Array.from(batch, (i) => train.labels[i]), 'int32');
-          return trainingStep(model, optimizer, indices, x, y, { classes, classWeights, learningRate, seed: deriveSeed(config.seed, epoch, b, PURPOSE.layers) });
+          return options.normalise ? options.normalise(augmented) : augmented;
         });
-        images.dispose();
-        const [l, w, c] = stats.map((t) => t.dataSync()[0]);
-        tf.dispose(stats);
-        lossSum += l;
-        weightSum += w;
-        correct += c;
+        let measured;
+        try {
+          measured = await trainer.step(x, Int32Array.from(batch, (i) => train.labels[i]), {
+            headOnly: frozen,
+            learningRate,
+            seed: deriveSeed(config.seed, epoch, b, PURPOSE.layers),
+            ...(classWeights ? { classWeights } : {}),
+          });
+        } finally {
+          if (x !== images) x.dispose();
+          images.dispose();
+        }
+        lossSum += measured.weightedSum;
+        weightSum += measured.weightSum;
+        correct += measured.correct;
         options.progress?.(epoch * batchesPerEpoch + b + 1, config.epochs * batchesPerEpoch, `epoch ${epoch + 1}/${config.epochs}`);
         await yieldToEvents();
       }
@@ -601,7 +478,7 @@ export async function trainModel(options: TrainModelOptions): Promise<TrainResul
         seconds: 0,
       };
       if (val) {
-        const evaluated = await evaluate(model, val, batchSize, classes, classWeights, signal, options.normalise);
+        const evaluated = await evaluate(trainer, val, batchSize, classWeights, signal, options.normalise);
         record.valLoss = evaluated.loss;
         record.valAccuracy = evaluated.accuracy;
       }
@@ -612,17 +489,15 @@ export async function trainModel(options: TrainModelOptions): Promise<TrainResul
       const improved = !best || record.valLoss === undefined || best.valLoss === undefined || record.valLoss < best.valLoss;
       const pad = String(epoch + 1).padStart(4, '0');
       const state = `${CHECKPOINT_DIR}/epoch-${pad}.bin`;
-      const entries = modelEntries(model);
+      trainer.syncModel();
+      const entries: { name: string; values: Float32Array | Int32Array; shape: number[] }[] = modelEntries(model);
       if (improved) {
         best = { epoch: epoch + 1, valLoss: record.valLoss, file: `${CHECKPOINT_DIR}/best-epoch-${pad}.bin` };
         await writeFile(best.file, encodeTensors(entries));
       }
-      optimizer.slots.forEach((slot, i) => {
-        if (slot.m) entries.push({ name: `opt/${i}/m`, shape: slot.m.shape, values: Float32Array.from(slot.m.dataSync() as Float32Array) });
-        if (slot.v) entries.push({ name: `opt/${i}/v`, shape: slot.v.shape, values: Float32Array.from(slot.v.dataSync() as Float32Array) });
-      });
+      entries.push(...trainer.stateEntries());
       await writeFile(state, encodeTensors(entries));
-      const next: CheckpointManifest = { format: FORMAT, fingerprint: key, epoch: epoch + 1, state, best, slots: optimizer.slots.map((s) => ({ step: s.step })), history };
+      const next: CheckpointManifest = { format: FORMAT, fingerprint: key, epoch: epoch + 1, state, best, slots: trainer.slotSteps().map((step: number) => ({ step })), history };
       await writeFile(CHECKPOINT_FILE, JSON.stringify(next, null, 1));
       await removeStale(out, new Set([state, best!.file]));
       options.onEpoch?.(record);
@@ -636,17 +511,15 @@ export async function trainModel(options: TrainModelOptions): Promise<TrainResul
     await writeFile('history.json', JSON.stringify(history, null, 1));
     return { history, bestEpoch: best.epoch, bestValLoss: best.valLoss, epochsRun: Math.max(0, config.epochs - resumedFrom), resumedFrom };
   } finally {
-    optimizer.dispose();
-    classWeights?.dispose();
+    await trainer.dispose();
   }
 }
 
 async function evaluate(
-  model: tf.LayersModel,
+  trainer: Trainer,
   data: Source,
   batchSize: number,
-  classes: number,
-  classWeights: tf.Tensor1D | undefined,
+  classWeights: readonly number[] | undefined,
   signal: AbortSignal | undefined,
   normalise: TrainModelOptions['normalise'],
 ): Promise<{ loss: number; accuracy: number }> {
@@ -657,18 +530,16 @@ async function evaluate(
     if (signal?.aborted) throw abortError(signal);
     const batch = Array.from({ length: Math.min(batchSize, data.count - start) }, (_, i) => start + i);
     const images = await data.load(batch);
-    const values = tf.tidy(() => {
-      const logits = model.apply(normalise ? normalise(images) : images, { training: false }) as tf.Tensor;
-      const y = tf.tensor1d(Int32Array.from(batch, (i) => data.labels[i]), 'int32');
-      const parts = lossAndCorrect(logits, y, classes, classWeights);
-      return tf.stack([parts.weightedSum, parts.weightSum, parts.correct]);
-    });
-    images.dispose();
-    const [l, w, c] = values.dataSync();
-    values.dispose();
-    lossSum += l;
-    weightSum += w;
-    correct += c;
+    const x = normalise ? tf.tidy(() => normalise(images)) : images;
+    try {
+      const measured = await trainer.evaluate(x, Int32Array.from(batch, (i) => data.labels[i]), classWeights);
+      lossSum += measured.weightedSum;
+      weightSum += measured.weightSum;
+      correct += measured.correct;
+    } finally {
+      if (x !== images) x.dispose();
+      images.dispose();
+    }
   }
   return { loss: lossSum / weightSum, accuracy: correct / data.count };
 }

@@ -1,0 +1,291 @@
+/**
+ * Training on ONNX Runtime: the host side of onnx/training-graph.ts. It holds
+ * the flat vectors a training graph reads and writes — the trainable
+ * weights, the batch norms' running statistics, the optimizer's state — and
+ * feeds each step's outputs to the next, so a step is one session call. The
+ * tfjs model is written only when asked (writeToModel: a checkpoint, the
+ * end), and read back after a restore (readFromModel).
+ *
+ * Sessions are compiled once per (graph kind, batch size, groups): an epoch
+ * whose last batch is smaller gets a second session for it, kept for the
+ * next epoch.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { seededRandom } from '../random.ts';
+import type { OnnxDevice } from './engine-choice.ts';
+import { ParameterLayout, buildTrainingGraph, type ParameterGroup, type TrainingGraph } from './onnx/training-graph.ts';
+import { serializeGraph } from './onnx/serialize.ts';
+import { OnnxSession, type HostTensor, type SessionInput } from './onnx/session.ts';
+import { headWeights, type BatchStatistics, type ResolvedOptimizer, type StateEntry, type StepOptions, type Trainer } from './trainer.ts';
+
+export interface OnnxTrainerOptions {
+  readonly device: OnnxDevice;
+  readonly threads: number;
+  readonly optimizer: ResolvedOptimizer;
+}
+
+interface Compiled {
+  readonly graph: TrainingGraph;
+  readonly session: OnnxSession;
+  /** Slot indices per group, in group order. */
+  readonly groupSlots: number[][];
+}
+
+/** Every BatchNormalization layer's moving statistics, nested models included, in layer order. */
+function runningStatistics(model: tf.LayersModel): tf.LayerVariable[] {
+  const found: tf.LayerVariable[] = [];
+  const visit = (layers: readonly tf.layers.Layer[]) => {
+    for (const layer of layers) {
+      const nested = (layer as unknown as { layers?: tf.layers.Layer[] }).layers;
+      if (nested) visit(nested);
+      if (layer.getClassName() !== 'BatchNormalization') continue;
+      const { movingMean, movingVariance } = layer as unknown as { movingMean: tf.LayerVariable; movingVariance: tf.LayerVariable };
+      found.push(movingMean, movingVariance);
+    }
+  };
+  visit(model.layers);
+  return found;
+}
+
+function readInto(target: Float32Array, layout: ParameterLayout): void {
+  for (const slot of layout.slots) target.set(slot.variable.read().dataSync() as Float32Array, slot.offset);
+}
+
+/** Σ w·(logsumexp − logit of the label), Σ w and the number of argmax hits, in double precision. */
+function batchStatistics(logits: Float32Array, labels: Int32Array, classes: number, classWeights?: ArrayLike<number>): BatchStatistics {
+  let weightedSum = 0;
+  let weightSum = 0;
+  let correct = 0;
+  for (let i = 0; i < labels.length; i++) {
+    const row = logits.subarray(i * classes, (i + 1) * classes);
+    let max = -Infinity;
+    let best = 0;
+    row.forEach((value, c) => {
+      if (value > max) {
+        max = value;
+        best = c;
+      }
+    });
+    let total = 0;
+    for (const value of row) total += Math.exp(value - max);
+    const weight = classWeights ? classWeights[labels[i]] : 1;
+    weightedSum += weight * (max + Math.log(total) - row[labels[i]]);
+    weightSum += weight;
+    if (best === labels[i]) correct++;
+  }
+  return { weightedSum, weightSum, correct };
+}
+
+function hostOf(x: tf.Tensor): Float32Array {
+  const data = x.dataSync();
+  return data instanceof Float32Array ? data : Float32Array.from(data as ArrayLike<number>);
+}
+
+export class OnnxTrainer implements Trainer {
+  readonly engine = 'onnx';
+  readonly parameters: ParameterLayout;
+  readonly statistics: ParameterLayout;
+  readonly params: Float32Array;
+  readonly stats: Float32Array;
+  /** Momentum buffer (SGD with momentum) or first moment (Adam), laid out as `params`. */
+  readonly m?: Float32Array;
+  /** Second moment (Adam). */
+  readonly v?: Float32Array;
+  /** Optimizer steps taken by each parameter slot. */
+  readonly steps: number[];
+  readonly classes: number;
+  private readonly headStart: number;
+  private readonly sessions = new Map<string, Promise<Compiled>>();
+
+  constructor(
+    readonly model: tf.LayersModel,
+    readonly options: OnnxTrainerOptions,
+  ) {
+    // The head (trained alone during freezeEpochs) lies last, so that each group is one run of the vector.
+    const head = new Set(headWeights(model));
+    const trainable = model.trainableWeights;
+    const ordered = [...trainable.filter((w) => !head.has(w)), ...trainable.filter((w) => head.has(w))];
+    this.parameters = new ParameterLayout(ordered);
+    this.headStart = this.parameters.slots.find((slot) => head.has(slot.variable))?.offset ?? this.parameters.size;
+    this.statistics = new ParameterLayout(runningStatistics(model));
+    this.params = new Float32Array(this.parameters.size);
+    this.stats = new Float32Array(this.statistics.size);
+    const { optimizer } = options;
+    if (optimizer.kind === 'adam' || optimizer.momentum > 0) this.m = new Float32Array(this.parameters.size);
+    if (optimizer.kind === 'adam') this.v = new Float32Array(this.parameters.size);
+    this.steps = this.parameters.slots.map(() => 0);
+    const shape = model.outputs[0].shape;
+    this.classes = shape[shape.length - 1] as number;
+    this.readFromModel();
+  }
+
+  /** Takes the model's current weights and running statistics (after a restore). */
+  readFromModel(): void {
+    readInto(this.params, this.parameters);
+    readInto(this.stats, this.statistics);
+  }
+
+  /** Writes the weights and running statistics into the tfjs model. */
+  writeToModel(): void {
+    for (const [layout, vector] of [[this.parameters, this.params], [this.statistics, this.stats]] as const) {
+      for (const slot of layout.slots) {
+        const value = tf.tensor(vector.slice(slot.offset, slot.offset + slot.size), slot.variable.shape as number[]);
+        slot.variable.write(value);
+        value.dispose();
+      }
+    }
+  }
+
+  /** The index in `model.trainableWeights` of each parameter slot. */
+  trainableIndices(): number[] {
+    const trainable = this.model.trainableWeights;
+    return this.parameters.slots.map((slot) => trainable.indexOf(slot.variable));
+  }
+
+  private groups(headOnly: boolean): ParameterGroup[] {
+    if (headOnly) {
+      if (this.headStart === this.parameters.size) throw new Error('freezeEpochs needs a head to train alone');
+      return [{ start: this.headStart, end: this.parameters.size }];
+    }
+    return this.headStart > 0 && this.headStart < this.parameters.size
+      ? [{ start: 0, end: this.headStart }, { start: this.headStart, end: this.parameters.size }]
+      : [{ start: 0, end: this.parameters.size }];
+  }
+
+  private compiled(mode: 'train' | 'eval', batch: number, groups: ParameterGroup[]): Promise<Compiled> {
+    const key = `${mode}|${batch}|${groups.map((g) => `${g.start}-${g.end}`).join(',')}`;
+    let found = this.sessions.get(key);
+    if (!found) {
+      found = (async () => {
+        const graph = buildTrainingGraph(this.model, {
+          batch,
+          parameters: this.parameters,
+          statistics: this.statistics,
+          mode,
+          groups,
+          optimizer: this.options.optimizer,
+          device: this.options.device,
+        });
+        const session = await OnnxSession.create(serializeGraph(graph.graph), { device: this.options.device, threads: this.options.threads });
+        const groupSlots = groups.map((group) => this.parameters.slots.flatMap((slot, i) => (slot.offset >= group.start && slot.offset < group.end ? [i] : [])));
+        return { graph, session, groupSlots };
+      })();
+      found.catch(() => this.sessions.delete(key));
+      this.sessions.set(key, found);
+    }
+    return found;
+  }
+
+  private imageInput(x: Float32Array, batch: number): HostTensor {
+    const shape = this.model.inputs[0].shape.slice(1) as number[];
+    if (x.length !== batch * shape.reduce((a, b) => a * b, 1)) throw new Error(`training step: ${x.length} input values for ${batch} images of [${shape.join(', ')}]`);
+    return { data: x, shape: [batch, ...shape] };
+  }
+
+  async step(x: tf.Tensor4D, labels: Int32Array, options: StepOptions): Promise<BatchStatistics> {
+    const request = { ...options, x: hostOf(x), labels };
+    const batch = request.labels.length;
+    const groups = this.groups(request.headOnly);
+    const { graph, session, groupSlots } = await this.compiled('train', batch, groups);
+    const { optimizer } = this.options;
+    const targets = new Float32Array(batch * this.classes);
+    let weightSum = 0;
+    for (let i = 0; i < batch; i++) weightSum += request.classWeights ? request.classWeights[request.labels[i]] : 1;
+    for (let i = 0; i < batch; i++) {
+      const weight = request.classWeights ? request.classWeights[request.labels[i]] : 1;
+      targets[i * this.classes + request.labels[i]] = weightSum > 0 ? weight / weightSum : 0;
+    }
+    const feeds: Record<string, SessionInput> = {
+      [graph.input]: this.imageInput(request.x, batch),
+      [graph.params]: { data: this.params, shape: [this.params.length] },
+      [graph.stats]: { data: this.stats, shape: [this.stats.length] },
+      [graph.weightedTargets as string]: { data: targets, shape: [batch, this.classes] },
+    };
+    const random = seededRandom(request.seed);
+    for (const mask of graph.dropoutMasks) {
+      const keep = 1 / (1 - mask.rate);
+      const size = mask.shape.reduce((a, b) => a * b, 1);
+      feeds[mask.name] = { data: Float32Array.from({ length: size }, () => (random() < mask.rate ? 0 : keep)), shape: mask.shape };
+    }
+    groups.forEach((group, g) => {
+      const inputs = graph.groupInputs[g];
+      const steps = groupSlots[g].map((slot) => this.steps[slot] + 1);
+      if (steps.some((step) => step !== steps[0])) throw new Error('training step: a group holds weights at different optimizer steps');
+      const t = steps[0];
+      const scalar = (value: number): HostTensor => ({ data: Float32Array.of(value), shape: [] });
+      if (optimizer.kind === 'adam') {
+        feeds[inputs.stepSize as string] = scalar(request.learningRate / (1 - Math.pow(optimizer.beta1, t)));
+        feeds[inputs.correction as string] = scalar(Math.sqrt(1 - Math.pow(optimizer.beta2, t)));
+      } else {
+        feeds[inputs.stepSize as string] = scalar(request.learningRate);
+      }
+      if (inputs.m) feeds[inputs.m] = { data: (this.m as Float32Array).subarray(group.start, group.end), shape: [group.end - group.start] };
+      if (inputs.v) feeds[inputs.v] = { data: (this.v as Float32Array).subarray(group.start, group.end), shape: [group.end - group.start] };
+    });
+    const names = [graph.logits, ...(graph.statsOut ? [graph.statsOut] : []), ...graph.groupOutputs.flatMap((out) => [out.params, out.m, out.v].filter((v): v is string => v !== undefined))];
+    const results = await session.run(feeds, names);
+    const logits = results[0].data;
+    let next = 1;
+    if (graph.statsOut) this.stats.set(results[next++].data);
+    groups.forEach((group, g) => {
+      const out = graph.groupOutputs[g];
+      this.params.set(results[next++].data, group.start);
+      if (out.m) (this.m as Float32Array).set(results[next++].data, group.start);
+      if (out.v) (this.v as Float32Array).set(results[next++].data, group.start);
+      for (const slot of groupSlots[g]) this.steps[slot]++;
+    });
+    return batchStatistics(logits, request.labels, this.classes, request.classWeights);
+  }
+
+  async evaluate(x: tf.Tensor4D, labels: Int32Array, classWeights?: readonly number[]): Promise<BatchStatistics> {
+    const batch = labels.length;
+    const { graph, session } = await this.compiled('eval', batch, []);
+    const [logits] = await session.run({
+      [graph.input]: this.imageInput(hostOf(x), batch),
+      [graph.params]: { data: this.params, shape: [this.params.length] },
+      [graph.stats]: { data: this.stats, shape: [this.stats.length] },
+    }, [graph.logits]);
+    return batchStatistics(logits.data, labels, this.classes, classWeights);
+  }
+
+  syncModel(): void {
+    this.writeToModel();
+  }
+
+  slotSteps(): number[] {
+    const steps = this.model.trainableWeights.map(() => 0);
+    this.trainableIndices().forEach((index, slot) => {
+      steps[index] = this.steps[slot];
+    });
+    return steps;
+  }
+
+  stateEntries(): StateEntry[] {
+    const indices = this.trainableIndices();
+    return this.parameters.slots.flatMap((slot, i) => {
+      const shape = [...slot.variable.shape] as number[];
+      const part = (vector: Float32Array | undefined, which: string): StateEntry[] => (vector ? [{ name: `opt/${indices[i]}/${which}`, shape, values: vector.slice(slot.offset, slot.offset + slot.size) }] : []);
+      return [...part(this.m, 'm'), ...part(this.v, 'v')];
+    });
+  }
+
+  restore(steps: readonly number[], state: ReadonlyMap<string, { shape: number[]; values: Float32Array | Int32Array }>): void {
+    this.readFromModel();
+    const indices = this.trainableIndices();
+    this.parameters.slots.forEach((slot, i) => {
+      this.steps[i] = steps[indices[i]] ?? 0;
+      for (const [which, vector] of [['m', this.m], ['v', this.v]] as const) {
+        if (!vector) continue;
+        const saved = state.get(`opt/${indices[i]}/${which}`);
+        if (saved) vector.set(saved.values as Float32Array, slot.offset);
+        else vector.fill(0, slot.offset, slot.offset + slot.size);
+      }
+    });
+  }
+
+  async dispose(): Promise<void> {
+    const pending = [...this.sessions.values()];
+    this.sessions.clear();
+    await Promise.all(pending.map((p) => p.then((compiled) => compiled.session.release(), () => {})));
+  }
+}
