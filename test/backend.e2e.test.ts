@@ -36,12 +36,12 @@ describe('backend choice', () => {
     assert.deepEqual(
       backends.map((r: Record<string, unknown>) => [r.stage, r.backend, r.engine, r.threads, r.tasks]),
       [
-        // Training stays on TensorFlow.js (wasm) beside the onnx engine.
-        ['train', 'wasm', 'tfjs', null, 3],
+        // Training runs on the onnx engine too.
+        ['train', 'onnx:cpu', 'onnx', threads, 3],
         ['predict', 'onnx:cpu', 'onnx', threads, 3],
       ],
     );
-    assert.match(readFileSync(path.join(dir, 'runs/demo/report.html'), 'utf8'), new RegExp(`Tensor work: onnx:cpu on CPU \\(ONNX Runtime [\\d.]+\\), ${threads} threads?; training on TensorFlow\\.js \\(wasm\\)\\.`));
+    assert.match(readFileSync(path.join(dir, 'runs/demo/report.html'), 'utf8'), new RegExp(`Tensor work: onnx:cpu on CPU \\(ONNX Runtime [\\d.]+\\), ${threads} threads?\\.`));
   });
 
   it('a tfjs backend asked for by name still runs the sweep, and records its engine', () => {
@@ -67,7 +67,7 @@ describe('backend choice', () => {
     assert.match(tooMany.stderr, new RegExp(`^salgrid: --threads ${cores} × 2 tensor workers would run ${2 * cores} threads on ${cores} cores; make workers × threads at most ${cores}`));
   });
 
-  it('--backend onnx runs a real network end to end (train on tfjs, predict, explain, score on ONNX Runtime) and says so', () => {
+  it('--backend onnx runs a real network end to end (train, predict, explain, score on ONNX Runtime) and says so', () => {
     const dir = tempDir();
     writeFileSync(
       path.join(dir, 'sweep.yaml'),
@@ -86,7 +86,7 @@ describe('backend choice', () => {
     const result = cli(['run', 'sweep.yaml', '--backend', 'onnx', '--threads', '1'], dir, {}, 600_000);
     assert.equal(result.code, 0, result.stderr + result.stdout);
     assert.match(result.stdout, /^backend: onnx:cpu on CPU \(ONNX Runtime [\d.]+\), 1 thread \(passed over — onnx:cuda: .+; onnx:webgpu: .+\)$/m);
-    for (const stage of ['predict', 'explain', 'score']) {
+    for (const stage of ['train', 'predict', 'explain', 'score']) {
       const stageDir = path.join(dir, 'runs/cache', stage);
       for (const key of readdirSync(stageDir)) {
         const meta = JSON.parse(readFileSync(path.join(stageDir, key, 'meta.json'), 'utf8'));
@@ -94,7 +94,7 @@ describe('backend choice', () => {
         assert.equal(meta.backend.threads, 1);
       }
     }
-    assert.match(readFileSync(path.join(dir, 'runs/onnx/report.html'), 'utf8'), /Tensor work: onnx:cpu on CPU \(ONNX Runtime [\d.]+\), 1 thread; training on TensorFlow\.js \(wasm\)\./);
+    assert.match(readFileSync(path.join(dir, 'runs/onnx/report.html'), 'utf8'), /Tensor work: onnx:cpu on CPU \(ONNX Runtime [\d.]+\), 1 thread\./);
   });
 
   it('a named backend that is not installed is one clear error saying how to get it', () => {

@@ -14,16 +14,22 @@
  * Debian's PyTorch 1.13 itself misses the DenseNet Adam golden by 1.1e-4
  * at features.denseblock1.denselayer1.conv2.weight (ours: 1.3e-4).
  *
+ * Both engines run DenseNet's cases whole: on ONNX Runtime (onnx:cpu, the
+ * default) every SGD tensor lies within 3.5e-7 of PyTorch's.
+ *
  * MobileNetV2 (width 0.5 at 96×96: its last stages normalise 54 values per
- * channel) cannot be held to those tolerances by any float32
- * implementation: its SGD steps amplify rounding by orders of magnitude
- * from step to step, and Adam's first step amplifies it at once. PyTorch
- * 1.13 on this CPU misses its own golden's step 3 (loss 1.3738 against
- * 1.3537) and 58 of the 262 tensors of Adam's step 1. So for MobileNetV2
- * the test checks what is well-defined (the loss before the first step,
- * and SGD's first state on tfjs's cpu backend) and then shows why the rest is not: the same
- * engine, fed inputs changed by one float32 ulp, ends further from itself
- * than the tolerance allows.
+ * channel), ResNet and GoogLeNet cannot be held to those tolerances by any
+ * float32 implementation: a few pre-activations lie within rounding of a
+ * ReLU's kink, so whether their gradient passes is rounding's choice, and
+ * SGD's steps amplify that by orders of magnitude from step to step (Adam's
+ * first step at once). PyTorch 1.13 on this CPU misses its own golden's
+ * MobileNetV2 step 3 (loss 1.3738 against 1.3537) and 58 of the 262 tensors
+ * of Adam's step 1. So for these the test checks what is well-defined (the
+ * loss before the first step, and on tfjs's cpu MobileNetV2's first SGD
+ * state) and then shows why the rest is not: the same engine, fed inputs
+ * changed by one float32 ulp, ends further from itself than the tolerance
+ * allows. Every op's weight gradient is checked on a well-conditioned
+ * network in onnx-training.test.ts.
  *
  * The goldens' inputs and kept states live in ../shared/golden (CI always
  * has it; DenseNet's small ones are copied into test/fixtures); a case
@@ -48,6 +54,8 @@ const SHARED = path.join(ROOT, '..', 'shared', 'golden');
  */
 const FAST = 'wasm';
 const REFERENCE = 'cpu';
+/** The native engine (ONNX Runtime's training graphs): seconds per case. */
+const NATIVE = 'onnx:cpu';
 
 const ARCH: Record<string, string[]> = {
   mobilenet_v2: ['--arch', 'mobilenet-v2'],
@@ -97,7 +105,7 @@ const work = tempDir('salgrid-train-step-');
 /** `salgrid train` on the case's batch; returns the losses it printed and the .pth it wrote. */
 async function train(c: Case, steps: number, tag: string, options: { inputs?: string; backend?: string } = {}): Promise<{ losses: number[]; pth: string }> {
   const { inputs = path.join(c.dir, 'inputs.npy'), backend = FAST } = options;
-  const pth = path.join(work, `${c.name.replace('/', '-')}-${tag}-${backend}-${steps}.pth`);
+  const pth = path.join(work, `${c.name.replace('/', '-')}-${tag}-${backend.replace(':', '-')}-${steps}.pth`);
   const result = ok(
     await cliAsync(
       ['train', '--model', c.start, ...c.arch, '--input', inputs, '--labels', path.join(c.dir, 'labels.npy'), '--steps', String(steps), '--batch-size', '6', '--no-shuffle', '--dropout', '0', '--optimizer', JSON.stringify(c.config.optimizer), '--backend', backend, '--out', pth],
@@ -136,14 +144,70 @@ function assertLosses(actual: number[], expected: number[], what: string): void 
   });
 }
 
+/** The case's batch with every value changed by at most one float32 ulp. */
+async function nudgedInputs(c: Case): Promise<string> {
+  const inputs = await readNpy(path.join(c.dir, 'inputs.npy'));
+  const nudged = Float32Array.from(inputs.data as Float32Array, (v) => Math.fround(v * (1 + 2 ** -23)));
+  const file = path.join(work, `inputs-nudged-${c.family}.npy`);
+  await writeNpy(file, { dtype: 'float32', shape: inputs.shape, data: nudged });
+  return file;
+}
+
 const tolerance = (c: Case) => ('adam' in c.config.optimizer ? 2e-4 : 1e-4);
 
+describe('salgrid train reproduces PyTorch’s training steps (onnx engine: onnx:cpu)', () => {
+  for (const name of ['sgd/densenet', 'adam/densenet']) {
+    it(`${name}: the loss before each step and every kept state`, async (t) => {
+      const c = loadCase(name);
+      if (typeof c === 'string') return t.skip(c);
+      const { losses, pth } = await train(c, 3, 'steps', { backend: NATIVE });
+      assertLosses(losses, c.config.losses, name);
+      for (const k of c.keptSteps) {
+        const state = k === 3 ? pth : (await train(c, k, 'steps', { backend: NATIVE })).pth;
+        const bad = mismatches(await readStateDict(state), await readStateDict(path.join(c.dir, `step-${k}.pth`)), tolerance(c));
+        assert.deepEqual(bad, [], `${name}, after step ${k}: tensors beyond ${tolerance(c)} × their largest value: ${bad.slice(0, 5).join(', ')}`);
+      }
+    });
+  }
+
+  // The other families' cases are ill-conditioned (below): what is well-defined is the loss before the first step.
+  for (const name of ['sgd/mobilenet_v2', 'adam/mobilenet_v2', 'sgd/resnet', 'sgd/googlenet']) {
+    it(`${name}: the loss before the first step`, async (t) => {
+      const c = loadCase(name);
+      if (typeof c === 'string') return t.skip(c);
+      assertLosses((await train(c, 1, 'steps', { backend: NATIVE })).losses, c.config.losses.slice(0, 1), name);
+    });
+  }
+
+  // Measured by hand (2026-12-04) on onnx:cpu: DenseNet's SGD states lie within 3.5e-7 of PyTorch's. ResNet's second loss
+  // is 2.4e-4 off (0.996335 against 0.996576) and 84 of its 122 step-3 tensors beyond the tolerance — the same count as
+  // tfjs-wasm's — because one pre-activation of layer2.1 (image 1, channel 474) lies 3.3e-6 from ReLU's kink: float32
+  // rounding decides whether its gradient passes, and that one value moves layer2.1.bn3.bias's gradient by 2.5e-2 of its
+  // largest value (found against a float64 PyTorch run). Such values make these cases a test of rounding, not of
+  // training: a one-ulp change of the inputs moves ONNX Runtime's own state after the first step beyond the tolerance.
+  it('MobileNetV2’s, ResNet’s and GoogLeNet’s first steps depend on float32 rounding: one ulp in the inputs moves them beyond the tolerance', async (t) => {
+    for (const name of ['sgd/mobilenet_v2', 'sgd/resnet', 'sgd/googlenet']) {
+      const c = loadCase(name);
+      if (typeof c === 'string') return t.skip(c);
+      const file = await nudgedInputs(c);
+      const [plain, moved] = [await train(c, 1, 'plain', { backend: NATIVE }), await train(c, 1, 'nudged', { inputs: file, backend: NATIVE })];
+      const apart = mismatches(await readStateDict(moved.pth), await readStateDict(plain.pth), tolerance(c));
+      assert.ok(apart.length > 0, `${name}: one ulp in the inputs left every tensor after step 1 within the tolerance; then this case should be checked against PyTorch instead`);
+    }
+    // DenseNet's, checked above, is not so: the same change leaves its third state within 1e-6.
+    const densenet = loadCase('sgd/densenet');
+    if (typeof densenet === 'string') return t.skip(densenet);
+    const [plain, moved] = [await train(densenet, 3, 'plain', { backend: NATIVE }), await train(densenet, 3, 'nudged', { inputs: await nudgedInputs(densenet), backend: NATIVE })];
+    assert.deepEqual(mismatches(await readStateDict(moved.pth), await readStateDict(plain.pth), 1e-6), []);
+  });
+});
+
 describe('salgrid train reproduces PyTorch’s training steps (tfjs engine: wasm, and cpu where noted)', () => {
-  // ResNet's and GoogLeNet's cases wait for the onnx engine's training: on tfjs's cpu backend they take minutes, too
-  // slow for npm test. Measured by hand (2026-12-04): ResNet on tfjs cpu matches every loss to 1e-6 and every tensor
-  // of step 3 within tolerance, where Debian's PyTorch 1.13 misses 24 of its 102 tensors and wasm 84 (its second loss
-  // 2.4e-4 off); GoogLeNet is as sensitive as MobileNetV2: PyTorch 1.13 misses 274 of 287 tensors of step 3 and
-  // its third loss (1.0216 against 1.0144).
+  // ResNet's and GoogLeNet's cases are not run on tfjs: on its cpu backend they take minutes, and they are as
+  // ill-conditioned as MobileNetV2's (shown on the onnx engine above). Measured by hand (2026-12-04): ResNet on tfjs cpu
+  // happens to round layer2.1's near-kink value as PyTorch does and matches every loss to 1e-6 and every tensor of
+  // step 3, where Debian's PyTorch 1.13 misses 24 of its 102 tensors and wasm 84 (its second loss 2.4e-4 off);
+  // GoogLeNet: PyTorch 1.13 misses 274 of 287 tensors of step 3 and its third loss (1.0216 against 1.0144).
   for (const name of ['sgd/densenet', 'adam/densenet']) {
     it(`${name}: the loss before each step and the kept states, running statistics included`, async (t) => {
       const c = loadCase(name);
@@ -199,11 +263,7 @@ describe('salgrid train reproduces PyTorch’s training steps (tfjs engine: wasm
     const adam = loadCase('adam/mobilenet_v2');
     if (typeof sgd === 'string') return t.skip(sgd);
     if (typeof adam === 'string') return t.skip(adam);
-    // The same batch with every value changed by at most one float32 ulp.
-    const inputs = await readNpy(path.join(sgd.dir, 'inputs.npy'));
-    const nudged = Float32Array.from(inputs.data as Float32Array, (v) => Math.fround(v * (1 + 2 ** -23)));
-    const file = path.join(work, 'inputs-nudged.npy');
-    await writeNpy(file, { dtype: 'float32', shape: inputs.shape, data: nudged });
+    const file = await nudgedInputs(sgd);
     for (const [c, steps] of [[sgd, 3], [adam, 1]] as const) {
       const [plain, moved] = await Promise.all([train(c, steps, 'plain'), train(c, steps, 'nudged', { inputs: file })]);
       const apart = mismatches(await readStateDict(moved.pth), await readStateDict(plain.pth), tolerance(c));

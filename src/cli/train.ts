@@ -107,7 +107,7 @@ async function train(options: TrainOptions): Promise<void> {
   }
   const tensors = await import('../core/tensor/backend.ts');
   const backend = await tensors.initBackend(backendRequest, { threads: parseThreadsHere(options.threads) });
-  if (!options.quiet) print(`${tensors.describeBackend(backend)}${backend.engine === 'onnx' ? ` (training on TensorFlow.js ${backend.tfjs})` : ''}`);
+  if (!options.quiet) print(tensors.describeBackend(backend));
   const loaded = await loadModel(source);
   let x: TF.Tensor4D | undefined;
   try {

@@ -16,16 +16,7 @@ export function backendRows(cells: { stage: Stage; key: string }[], store: Store
     const backend = store.readMeta(cell.stage, cell.key)?.backend;
     if (!backend) continue; // a cpu task (map-only metrics), or an artifact from before backends were recorded
     const engine = backend.engine ?? (backend.name.startsWith('onnx:') ? 'onnx' : 'tfjs');
-    // Training stays on TensorFlow.js beside the onnx engine: its row names the tfjs backend that ran the loop.
-    const trainedBeside = cell.stage === 'train' && engine === 'onnx';
-    const row: BackendRow = {
-      stage: cell.stage,
-      backend: trainedBeside ? (backend.tfjs ?? 'tfjs') : backend.name,
-      engine: trainedBeside ? 'tfjs' : engine,
-      device: trainedBeside ? `TensorFlow.js (training beside ${backend.name})` : backend.device,
-      threads: trainedBeside ? null : (backend.threads ?? null),
-      tasks: 0,
-    };
+    const row: BackendRow = { stage: cell.stage, backend: backend.name, engine, device: backend.device, threads: backend.threads ?? null, tasks: 0 };
     const id = [row.stage, row.backend, row.device, row.threads].join('\0');
     const seen = counted.get(id) ?? row;
     seen.tasks++;

@@ -258,26 +258,16 @@ table.gallery .caption{font-size:.75rem;color:#555;max-width:128px;word-break:br
 .right{color:#2e7d32}.wrong{color:#c62828}.missing{color:#aaa}
 `;
 
-/**
- * " Tensor work: onnx:cpu on CPU (ONNX Runtime 1.23.2), 2 threads." — with
- * the task counts when several backends ran; training beside the onnx engine
- * (on TensorFlow.js) is named after it.
- */
+/** " Tensor work: onnx:cpu on CPU (ONNX Runtime 1.23.2), 2 threads." — with the task counts when several backends ran. */
 function tensorWork(rows: ResultRow[]): string {
   const tasks = new Map<string, number>();
-  const besides = new Set<string>();
   for (const row of rows) {
-    if (typeof row.device === 'string' && row.device.startsWith('TensorFlow.js (training beside')) {
-      besides.add(String(row.backend));
-      continue;
-    }
     const text = describeBackendRow(row);
     tasks.set(text, (tasks.get(text) ?? 0) + (typeof row.tasks === 'number' ? row.tasks : 0));
   }
-  const training = besides.size > 0 ? `; training on TensorFlow.js (${[...besides].join(', ')})` : '';
   if (tasks.size === 0) return '';
-  if (tasks.size === 1) return ` Tensor work: ${[...tasks.keys()][0]}${training}.`;
-  return ` Tensor work: ${[...tasks].map(([text, n]) => `${text} (${n} task${n === 1 ? '' : 's'})`).join('; ')}${training}.`;
+  if (tasks.size === 1) return ` Tensor work: ${[...tasks.keys()][0]}.`;
+  return ` Tensor work: ${[...tasks].map(([text, n]) => `${text} (${n} task${n === 1 ? '' : 's'})`).join('; ')}.`;
 }
 
 /** The whole page. */

@@ -5,7 +5,8 @@
  * @tensorflow/tfjs-node-gpu or -node) → webgpu (Dawn, npm `webgpu`) → wasm →
  * cpu, and remembers why the others were passed over, so a run can say what
  * it uses and why. With onnx, ONNX Runtime runs the networks and a tfjs
- * backend (wasm, else cpu) the small per-image math around them and training.
+ * backend (wasm, else cpu) the small per-image math around them; training
+ * runs on ONNX Runtime too (onnx-trainer.ts).
  */
 import os from 'node:os';
 import { spawnSync } from 'node:child_process';
@@ -48,7 +49,7 @@ export interface BackendInfo {
   device: string;
   /** The onnx engine's intra-op threads; absent for tfjs backends (salgrid does not set theirs). */
   threads?: number;
-  /** Beside the onnx engine: the TensorFlow.js backend for per-image math and training. */
+  /** Beside the onnx engine: the TensorFlow.js backend for per-image math. */
   tfjs?: string;
   /** Backends tried first that did not work, each with the reason. */
   passedOver: { name: BackendName; reason: string }[];
@@ -166,11 +167,9 @@ async function tryCpu(): Promise<Attempt> {
 
 /**
  * ONNX Runtime on `name`'s device, with a tfjs backend beside it for what
- * stays on TensorFlow.js: the per-image math around the engine and the
- * train stage's loop. wasm where it starts, else cpu: measured on the
- * 2-core machine, one Adam step of a 3-convolution net at 64×64, batch 8,
- * took 120 ms on wasm and 14 s on tfjs-cpu, whose convolution gradients are
- * plain JavaScript loops.
+ * stays on TensorFlow.js: the per-image math around the engine (CAM weights,
+ * upsampling, augmentation and normalisation of training batches). wasm
+ * where it starts, else cpu, whose kernels are plain JavaScript loops.
  */
 async function tryOnnx(name: OnnxBackendName, options: BackendOptions, explicit: boolean): Promise<Attempt> {
   const result = await tryOnnxDevice(onnxDevice(name), { allowSoftwareAdapter: Boolean(options.allowSoftwareAdapter), explicit });

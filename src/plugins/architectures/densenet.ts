@@ -51,7 +51,7 @@ const builderParams = (p: ResolvedDenseNet, inputSize: [number, number], id: str
 function denseNetFamily(id: string, depth: Depth): TfjsArchitecture<ResolvedDenseNet> {
   return defineTfjsArchitecture<ResolvedDenseNet>({
     id,
-    version: '2',
+    version: '3',
     description: id === 'densenet'
       ? 'DenseNet as torchvision builds it (depth 121–201, or growthRate/blockConfig/initFeatures/bnSize); default depth 201, the study’s.'
       : `DenseNet-${depth} as torchvision builds it (a preset of densenet).`,

@@ -10,7 +10,7 @@ interface GoogLeNetParams {
 
 export const googLeNet = defineTfjsArchitecture<GoogLeNetParams>({
   id: 'googlenet',
-  version: '2',
+  version: '3',
   description: 'GoogLeNet (Inception v1) as torchvision builds it, without aux heads; loads torchvision state dicts (aux weights ignored).',
   params: {
     type: 'object',

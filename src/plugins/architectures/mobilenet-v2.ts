@@ -10,7 +10,7 @@ interface MobileNetV2Params {
 
 export const mobileNetV2 = defineTfjsArchitecture<MobileNetV2Params>({
   id: 'mobilenet-v2',
-  version: '2',
+  version: '3',
   description: 'MobileNetV2 as torchvision builds it (widthMult scales every layer); loads torchvision state dicts.',
   params: {
     type: 'object',

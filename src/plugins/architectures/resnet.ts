@@ -42,7 +42,7 @@ function resolve(params: Params, fallbackDepth: ResNetDepth): ResolvedResNet {
 function resNetFamily(id: string, depth: ResNetDepth): TfjsArchitecture<ResolvedResNet> {
   return defineTfjsArchitecture<ResolvedResNet>({
     id,
-    version: '2',
+    version: '3',
     description: id === 'resnet'
       ? 'ResNet as torchvision builds it (depth 18–152, or layers/block/widthPerGroup/groups); default depth 101, the study’s.'
       : `ResNet-${depth} as torchvision builds it (a preset of resnet).`,

@@ -14,7 +14,7 @@ interface SmallCnnParams {
 
 export const smallCnn = defineTfjsArchitecture<SmallCnnParams>({
   id: 'small-cnn',
-  version: '2',
+  version: '3',
   description: 'Small CNN (3×3 conv-BN-ReLU blocks, max pooling, global pooling, dense head): fast, for tests, the quickstart and laptops.',
   params: {
     type: 'object',
