@@ -18,17 +18,26 @@
  * tfjs and ONNX Runtime round to opposite signs; train-step.e2e.test.ts
  * shows the same in PyTorch's own golden cases). A shallow network keeps
  * every pre-activation far from its kink relative to float32's error.
+ *
+ * The same network also trains on onnx:webgpu (in CI on lavapipe), against
+ * onnx:cpu; skipped, saying why, where ONNX Runtime finds no WebGPU adapter
+ * (except under SALGRID_REQUIRE_WEBGPU=1, CI).
  */
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import builtins from '../src/plugins/index.ts';
 import { seededRandom, withSeededMathRandom } from '../src/core/random.ts';
+import { tryOnnxDevice } from '../src/core/tensor/onnx-devices.ts';
 import { OnnxTrainer } from '../src/core/tensor/onnx-trainer.ts';
 import { pytorchBatchNorm } from '../src/core/tensor/pytorch-batch-norm.ts';
 import { TfjsTrainer } from '../src/core/tensor/tfjs-trainer.ts';
 import type { ResolvedOptimizer, StepOptions, Trainer } from '../src/core/tensor/trainer.ts';
 import { largestError } from './helpers.ts';
+
+const REQUIRED = process.env.SALGRID_REQUIRE_WEBGPU === '1';
+const webgpu = await tryOnnxDevice('webgpu', { allowSoftwareAdapter: true, explicit: false });
+const NO_WEBGPU = webgpu.ok || REQUIRED ? false : `no WebGPU adapter for ONNX Runtime here (${webgpu.reason}); scripts/install-lavapipe.sh installs a software one`;
 
 const CLASSES = 3;
 const BATCH = 8;
@@ -116,6 +125,26 @@ describe('training on ONNX Runtime matches the tfjs trainer (tfjs cpu)', () => {
       }
     });
   }
+
+  it('trains the same on onnx:webgpu as on onnx:cpu (SGD and Adam)', { skip: NO_WEBGPU }, async () => {
+    for (const [optimizer, plan, classWeights] of [[SGD, [false, false], undefined], [ADAM, [true, false], [1, 2, 0.5]]] as const) {
+      const onCpu = opsNet();
+      const onGpu = opsNet();
+      const cpuTrainer = new OnnxTrainer(onCpu, { device: 'cpu', threads: 2, optimizer: { ...optimizer } });
+      const gpuTrainer = new OnnxTrainer(onGpu, { device: 'webgpu', threads: 2, optimizer: { ...optimizer } });
+      try {
+        const weights = classWeights ? [...classWeights] : undefined;
+        const expected = await steps(cpuTrainer, plan, optimizer.learningRate, weights);
+        const actual = await steps(gpuTrainer, plan, optimizer.learningRate, weights);
+        actual.forEach((loss, i) => assert.ok(Math.abs(loss - expected[i]) <= 1e-5 * Math.abs(expected[i]), `${optimizer.kind}: loss before step ${i + 1}: ${loss} against onnx:cpu's ${expected[i]}`));
+        assertSameState(onGpu, onCpu, 1e-4, `${optimizer.kind} on onnx:webgpu`);
+      } finally {
+        await Promise.all([cpuTrainer.dispose(), gpuTrainer.dispose()]);
+        onCpu.dispose();
+        onGpu.dispose();
+      }
+    }
+  });
 
   it('a head-only step leaves every other weight as it was, bit for bit, and updates the running statistics', async () => {
     const model = opsNet();

@@ -221,42 +221,63 @@ function foldsIntoConv(ctx: BackwardContext, x: string): boolean {
 }
 
 /**
+ * x − μ as the forward computed it for the variance — σ² as
+ * ReduceMean((x − μ)·(x − μ)), onnx/training-graph.ts's form — or undefined
+ * where the variance was computed otherwise.
+ */
+function forwardCentred(ctx: BackwardContext, x: string, variance: string): string | undefined {
+  const average = ctx.index.producer(variance);
+  const squares = average?.op === 'ReduceMean' ? ctx.index.producer(average.inputs[0]) : undefined;
+  const centred = squares?.op === 'Mul' && squares.inputs[0] === squares.inputs[1] ? ctx.index.producer(squares.inputs[0]) : undefined;
+  return centred?.op === 'Sub' && centred.inputs[0] === x ? centred.outputs[0] : undefined;
+}
+
+/**
  * A batch norm that normalises with its own batch's statistics (training):
- * mean and variance are ReduceMeans of x over every axis but the channels
+ * mean and variance are computed from x over every axis but the channels
  * (onnx/training-graph.ts writes them so), and the gradients are
  *   dβ = Σ dy,  dγ = Σ dy·x̂,  dx = γ/√(σ²+ε) · (dy − dβ/m − x̂·dγ/m)
  * with x̂ = (x − μ)/√(σ²+ε) and m values per channel; nothing flows into
- * the statistics themselves, as dx already accounts for them.
+ * the statistics themselves, as dx already accounts for them. dx is
+ * written as per-channel factors of dy and x − μ (the forward's own), so
+ * that it takes three passes over the activations besides the two sums.
  */
 function batchStatisticsBackward(ctx: BackwardContext, node: GraphNode, dy: Gradient, wants: readonly boolean[]): Array<Gradient | undefined> {
   const [x, gamma, , mean, variance] = node.inputs;
   const label = node.name ?? node.outputs[0];
-  for (const statistic of [mean, variance]) {
-    if (ctx.index.producer(statistic)?.op !== 'ReduceMean') throw new Error(`BatchNormalization ${label}: its statistics are graph values but not its batch's (a ReduceMean)`);
+  if (ctx.index.producer(mean)?.op !== 'ReduceMean' || ctx.index.producer(mean)?.inputs[0] !== x) {
+    throw new Error(`BatchNormalization ${label}: its statistics are graph values but not its batch's (a ReduceMean of its input)`);
   }
   const shape = ctx.shape(x);
   const channels = shape[1];
   const axes = shape.map((_, i) => i).filter((i) => i !== 1);
   const count = axes.reduce((product, axis) => product * shape[axis], 1);
   const perChannel = [1, channels, ...shape.slice(2).map(() => 1)];
+  const flat = [channels];
   const g = ctx.materialize(dy);
   const epsilon = floatAttribute(node, 'epsilon', 1e-5);
-  const inverseStd = ctx.op('Reciprocal', [ctx.op('Sqrt', [ctx.op('Add', [variance, ctx.scalar(epsilon)], `${variance}.plusEpsilon`, [channels])], `${variance}.std`, [channels])], `${variance}.inverseStd`, [channels]);
-  const centred = ctx.op('Sub', [x, ctx.reshape(mean, perChannel, `${mean}.perChannel`)], `${x}.centred.${label}`, shape);
-  const normalised = ctx.op('Mul', [centred, ctx.reshape(inverseStd, perChannel, `${inverseStd}.perChannel`)], `${x}.normalised.${label}`, shape);
-  const reduce = (value: string, name: string) => ctx.op('ReduceSum', [value, ctx.int64(`${name}.axes`, axes)], name, perChannel, { keepdims: { int: 1 } });
+  const inverseStd = ctx.op('Reciprocal', [ctx.op('Sqrt', [ctx.op('Add', [variance, ctx.scalar(epsilon)], `${variance}.plusEpsilon`, flat)], `${variance}.std`, flat)], `${variance}.inverseStd`, flat);
+  const centred = forwardCentred(ctx, x, variance) ?? ctx.op('Sub', [x, ctx.reshape(mean, perChannel, `${mean}.perChannel`)], `${x}.centred.${label}`, shape);
+  const reduce = (value: string, name: string) => ctx.op('ReduceSum', [value, ctx.int64(`${name}.axes`, axes)], name, flat, { keepdims: { int: 0 } });
   const sumDy = reduce(g, `${label}.sumDy`);
-  const sumDyNormalised = reduce(ctx.op('Mul', [g, normalised], `${label}.dyNormalised`, shape), `${label}.sumDyNormalised`);
+  // Σ dy·(x − μ); Σ dy·x̂ is that times 1/σ.
+  const sumDyCentred = reduce(ctx.op('Mul', [g, centred], `${label}.dyCentred`, shape), `${label}.sumDyCentred`);
+  const channelOp = (op: string, inputs: string[], name: string) => ctx.op(op, inputs, `${label}.${name}`, flat);
   const result: Array<Gradient | undefined> = [undefined, undefined, undefined, undefined, undefined];
   if (wants[0]) {
-    const meanDy = ctx.op('Mul', [sumDy, ctx.scalar(1 / count)], `${label}.meanDy`, perChannel);
-    const meanDyNormalised = ctx.op('Mul', [sumDyNormalised, ctx.scalar(1 / count)], `${label}.meanDyNormalised`, perChannel);
-    const projected = ctx.op('Add', [ctx.op('Mul', [normalised, meanDyNormalised], `${label}.projection`, shape), meanDy], `${label}.removed`, shape);
-    const factor = ctx.reshape(ctx.op('Mul', [gamma, inverseStd], `${label}.factor`, [channels]), perChannel, `${label}.factor.perChannel`);
-    result[0] = { value: ctx.op('Mul', [ctx.op('Sub', [g, projected], `${label}.dyCentred`, shape), factor], `${x}.grad.${label}`, shape) };
+    // dx = a·dy + b·(x − μ) + k per channel, with a = γ/σ, b = −a·Σ dy·(x − μ)/(m·σ²), k = −a·Σ dy/m: a·dy + k
+    // in one pass as a batch norm with mean 0 and variance 1 (no ε), then b·(x − μ) added.
+    const a = channelOp('Mul', [gamma, inverseStd], 'dyScale');
+    const b = channelOp('Neg', [channelOp('Mul', [channelOp('Mul', [a, channelOp('Mul', [inverseStd, inverseStd], 'inverseVariance')], 'scaledInverseVariance'), channelOp('Mul', [sumDyCentred, ctx.scalar(1 / count)], 'meanDyCentred')], 'centredScale.positive')], 'centredScale');
+    const k = channelOp('Neg', [channelOp('Mul', [a, channelOp('Mul', [sumDy, ctx.scalar(1 / count)], 'meanDy')], 'shift.positive')], 'shift');
+    const zero = ctx.memo(`zeros:${channels}`, () => ctx.float32(`bn.zeros.${channels}`, new Float32Array(channels), flat));
+    const one = ctx.memo(`ones:${channels}`, () => ctx.float32(`bn.ones.${channels}`, new Float32Array(channels).fill(1), flat));
+    const affine = ctx.op('BatchNormalization', [g, a, k, zero, one], `${label}.dyAffine`, shape, { epsilon: { float: 0 } });
+    const correction = ctx.op('Mul', [centred, ctx.reshape(b, perChannel, `${label}.centredScale.perChannel`)], `${label}.centredTerm`, shape);
+    result[0] = { value: ctx.op('Add', [affine, correction], `${x}.grad.${label}`, shape) };
   }
-  if (wants[1]) result[1] = { value: ctx.reshape(sumDyNormalised, [channels], `${gamma}.grad.${label}`) };
-  if (wants[2]) result[2] = { value: ctx.reshape(sumDy, [channels], `${node.inputs[2]}.grad.${label}`) };
+  if (wants[1]) result[1] = { value: ctx.op('Mul', [sumDyCentred, inverseStd], `${gamma}.grad.${label}`, flat) };
+  if (wants[2]) result[2] = { value: sumDy };
   return result;
 }
 
