@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# Builds gpu-bench/ (git-ignored): everything bench/backends.ts and
-# bench/engines.ts need on a machine with no Node.js and no network, in
+# Builds gpu-bench/ (git-ignored): everything bench/backends.ts,
+# bench/engines.ts and bench/train.ts need on a machine with no Node.js and no network, in
 # well under 64 MiB, to be carried there next to the repository's tracked
 # files and started with
 #   bash gpu-bench/run.sh [--allow-software] [--skip-mobilenet]      (bench/backends.ts: tfjs backends)
 #   bash gpu-bench/run.sh engines [bench/engines.ts flags]           (ONNX Runtime's engines, wasm, PyTorch)
+#   bash gpu-bench/run.sh train [bench/train.ts flags]               (training steps: ONNX Runtime, wasm, PyTorch)
 #
 #   gpu-bench/run.sh          the launcher (scripts/gpu-bench/run.sh)
 #   gpu-bench/MANIFEST.txt    what is inside, with versions and sizes
 #   gpu-bench/busybox         Debian's busybox-static: unxz and tar for the launcher
 #   gpu-bench/payload.tar.xz  bin/node (this machine's, stripped), backends.mjs and engines.mjs (the
-#                             benches bundled by esbuild; tfjs, webgpu, onnxruntime-node and sharp
-#                             left external), anchors/torch_explain.py (engines.mjs's PyTorch anchor),
+#                             benches bundled by esbuild, and train.mjs; tfjs, webgpu, onnxruntime-node and sharp
+#                             left external), anchors/torch_explain.py and torch_train.py (the PyTorch anchors),
 #                             adapter.mjs, a slim node_modules (the tfjs packages' Node bundles, the
 #                             wasm binaries, webgpu's linux-x64 dawn.node stripped, onnxruntime-node's
 #                             JavaScript and its linux-x64 bin folder: the binding and
@@ -52,14 +53,14 @@ mkdir -p "$STAGE/bin" "$STAGE/lib" "$STAGE/node_modules"
 # webgpu (dawn.node is found next to its index.js), onnxruntime-node (its binding is found by a relative
 # path) and sharp (a stub: the benches read no image files). The banner gives the bundle a `require`, which
 # the CommonJS packages inside it (yaml) call for Node's built-ins.
-for bench in backends engines; do
+for bench in backends engines train; do
   node_modules/.bin/esbuild "bench/$bench.ts" --bundle --platform=node --format=esm --target=node20 \
     '--external:@tensorflow/*' --external:webgpu --external:onnxruntime-node --external:sharp \
     --legal-comments=none --log-level=error --outfile="$STAGE/$bench.mjs" \
     "--banner:js=import { createRequire as salgridCreateRequire } from 'node:module'; const require = salgridCreateRequire(import.meta.url);"
 done
 mkdir -p "$STAGE/anchors"
-cp bench/anchors/torch_explain.py "$STAGE/anchors/"
+cp bench/anchors/torch_explain.py bench/anchors/torch_train.py "$STAGE/anchors/"
 cp scripts/gpu-bench/adapter.mjs "$STAGE/"
 
 # ---- node_modules: package.json, licence and the file(s) Node loads, nothing else
@@ -130,12 +131,13 @@ cp "$BUILD/busybox/root/bin/busybox" "$PACKED/busybox" && chmod +x "$PACKED/busy
   echo "node $("$NODE_BIN" --version), tfjs $(node -p "require('./node_modules/@tensorflow/tfjs/package.json').version"), webgpu $(node -p "require('./node_modules/webgpu/package.json').version"), onnxruntime-node $(node -p "require('./node_modules/onnxruntime-node/package.json').version")"
   echo "run: bash gpu-bench/run.sh [--allow-software] [--skip-mobilenet]        (bench/backends.ts)"
   echo "     bash gpu-bench/run.sh engines [--engines onnx:webgpu,onnx:cuda,onnx:cpu,torch:cuda] [--nets ...] [--only ...] [--timeout S]   (bench/engines.ts)"
+  echo "     bash gpu-bench/run.sh train [--engines onnx:webgpu,torch:cuda] [--quick]   (bench/train.ts)"
   echo
   echo "Debian packages in lib/: $(cd "$BUILD/debs" && ls *.deb | sed 's/_amd64\.deb$//' | tr '\n' ' ')"
   echo "busybox: $(cd "$BUILD/busybox" && ls *.deb | sed 's/_amd64\.deb$//')"
   echo
   echo "payload (uncompressed, KiB):"
-  (cd "$STAGE" && du -sk bin/node node_modules/webgpu node_modules/@tensorflow node_modules/onnxruntime-node node_modules/onnxruntime-common node_modules/seedrandom node_modules/long node_modules/sharp lib backends.mjs engines.mjs anchors adapter.mjs)
+  (cd "$STAGE" && du -sk bin/node node_modules/webgpu node_modules/@tensorflow node_modules/onnxruntime-node node_modules/onnxruntime-common node_modules/seedrandom node_modules/long node_modules/sharp lib backends.mjs engines.mjs train.mjs anchors adapter.mjs)
   echo
   echo "folder (KiB):"
   (cd "$PACKED" && du -sk payload.tar.xz busybox run.sh)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs bench/backends.ts (or, with `engines` first, bench/engines.ts) from
+# Runs bench/backends.ts (or, with `engines` or `train` first, bench/engines.ts or bench/train.ts) from
 # the self-contained folder that scripts/pack-gpu-bench.sh builds
 # (gpu-bench/), on a machine that has no Node.js and no network: a GPU
 # machine with NVIDIA's Vulkan driver, or, for testing, a CPU-only one with
@@ -7,6 +7,7 @@
 #
 #   bash gpu-bench/run.sh [--allow-software] [--skip-mobilenet]
 #   bash gpu-bench/run.sh engines [--engines onnx:webgpu,onnx:cpu,torch:cuda] [--nets …] [--only …] [--timeout S]
+#   bash gpu-bench/run.sh train [--engines onnx:webgpu,torch:cuda] [--quick]
 #
 # Other arguments go to the bench. In engines mode an unacceptable WebGPU
 # adapter is reported but does not stop the run: the bench asks each engine
@@ -31,7 +32,7 @@ set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 RT=${GPU_BENCH_RT:-${TMPDIR:-/tmp}/salgrid-gpu-bench}
 BENCH=backends
-if [ "${1:-}" = engines ]; then BENCH=engines; shift; fi
+if [ "${1:-}" = engines ] || [ "${1:-}" = train ]; then BENCH=$1; shift; fi
 SOFTWARE_FLAG=""
 for arg in "$@"; do [ "$arg" = --allow-software ] && SOFTWARE_FLAG=--allow-software; done
 say() { printf '== %s\n' "$*"; }
@@ -140,8 +141,8 @@ if [ $rc != 0 ]; then
     echo "-- Vulkan loader messages:"
     VK_LOADER_DEBUG=error,warn,driver "$NODE" adapter.mjs 2>&1 | grep -iE 'error|fail|nvidia|found|cannot|warning' | sort -u | head -30
   fi
-  if [ "$BENCH" = engines ]; then
-    echo "no acceptable WebGPU adapter for Dawn: onnx:webgpu will probably be skipped; running the engines bench anyway"
+  if [ "$BENCH" != backends ]; then
+    echo "no acceptable WebGPU adapter for Dawn: onnx:webgpu will probably be skipped; running the $BENCH bench anyway"
   elif [ "${GPU_BENCH_SKIP_ADAPTER_CHECK:-0}" != 1 ]; then
     echo "GPU BENCH: no acceptable WebGPU adapter; not running the bench (GPU_BENCH_SKIP_ADAPTER_CHECK=1 runs it anyway)"
     exit $rc
@@ -150,7 +151,7 @@ fi
 
 # ---- 5. the bench
 say "bench/$BENCH.ts $*"
-# engines.mjs spawns its rows with the same Node (process.execPath) and finds anchors/ next to itself.
+# engines.mjs and train.mjs spawn their rows with the same Node (process.execPath) and find anchors/ next to themselves.
 if [ -n "${GPU_BENCH_TIMEOUT:-}" ]; then
   timeout "$GPU_BENCH_TIMEOUT" "$NODE" "$BENCH.mjs" "$@"
 else
