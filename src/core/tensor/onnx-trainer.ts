@@ -166,7 +166,7 @@ export class OnnxTrainer implements Trainer {
           optimizer: this.options.optimizer,
           device: this.options.device,
         });
-        const session = await OnnxSession.create(serializeGraph(graph.graph), { device: this.options.device, threads: this.options.threads });
+        const session = await OnnxSession.create(serializeGraph(graph.graph), { device: this.options.device, threads: this.options.threads, memoryPattern: false });
         const groupSlots = groups.map((group) => this.parameters.slots.flatMap((slot, i) => (slot.offset >= group.start && slot.offset < group.end ? [i] : [])));
         return { graph, session, groupSlots };
       })();

@@ -17,6 +17,14 @@ export interface SessionOptions {
   readonly device: OnnxDevice;
   /** Intra-op threads (absent: ONNX Runtime's default, one per core). */
   readonly threads?: number;
+  /**
+   * ONNX Runtime's memory pattern: one block planned for all of a run's
+   * intermediate values (default on). Training graphs turn it off: measured
+   * on MobileNetV2's training step at batch 8, peak memory 1.67 GiB with it
+   * and 0.99 GiB without, and the arena alone reaches its steady speed a
+   * step sooner.
+   */
+  readonly memoryPattern?: boolean;
 }
 
 /** A tensor in or out of a session, C order. */
@@ -56,6 +64,7 @@ export class OnnxSession {
       interOpNumThreads: 1,
       executionMode: 'sequential',
       graphOptimizationLevel: 'all',
+      ...(options.memoryPattern === false ? { enableMemPattern: false } : {}),
       // Warnings (e.g. nodes placed on the CPU beside a GPU provider) are ONNX
       // Runtime's business; salgrid says itself what runs where.
       logSeverityLevel: 3,
