@@ -44,7 +44,7 @@
  *   --allow-software  let onnx:webgpu run on a software adapter (lavapipe): checks the bench, gives no figures
  *   --quickstart  also time `npm start` (the quickstart) from an empty runs folder, per backend given (default auto)
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -54,6 +54,7 @@ import type * as tf from '@tensorflow/tfjs';
 import { tensorWorkerEnv } from '../src/core/exec/tensor-env.ts';
 import type { LoadedModel, Params } from '../src/core/plugins/types.ts';
 import type { ModelEngine } from '../src/core/tensor/engine.ts';
+import { findTorch } from './torch-python.ts';
 
 const SELF = fileURLToPath(import.meta.url);
 /** Bundled (scripts/pack-gpu-bench.sh) the bench runs as plain .mjs; from the repository through tsx. */
@@ -381,19 +382,6 @@ function resultOf(spawned: Spawned, base: Pick<Result, 'engine' | 'net' | 'work'
   return { ...base, error: `process ended (${spawned.signal ?? `exit ${spawned.code}`})${last ? `: ${last.slice(0, 200)}` : ''}` };
 }
 
-/** The Python with torch and torchvision: $SALGRID_TORCH_PYTHON, Debian's /usr/bin/python3, or python3 on PATH. */
-function findTorch(): { python: string; version: string } | { reason: string } {
-  const tried: string[] = [];
-  for (const python of [process.env.SALGRID_TORCH_PYTHON, '/usr/bin/python3', 'python3'].filter((p): p is string => Boolean(p))) {
-    const probe = spawnSync(python, ['-c', 'import torch, torchvision; print(torch.__version__, torchvision.__version__)'], { encoding: 'utf8', timeout: 60_000 });
-    if (probe.status === 0) {
-      const [torch, vision] = probe.stdout.trim().split(' ');
-      return { python, version: `PyTorch ${torch}, torchvision ${vision} (${python})` };
-    }
-    tried.push(`${python}: ${probe.error ? probe.error.message : (probe.stderr.trim().split('\n').pop() ?? `exit ${probe.status}`)}`);
-  }
-  return { reason: `no Python with torch and torchvision (${tried.join('; ')}); on Debian: apt-get install python3-torch python3-torchvision` };
-}
 
 interface Options {
   threads: number;

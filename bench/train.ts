@@ -54,7 +54,7 @@
  *   --nets          these nets only (smallcnn, mobilenetv2, googlenet, resnet101, densenet201), in every section
  *   --allow-software  let onnx:webgpu and webgpu run on a software adapter: checks the bench, gives no figures
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -69,6 +69,7 @@ import { buildGoogLeNet } from '../src/plugins/architectures/googlenet-model.ts'
 import { buildMobileNetV2 } from '../src/plugins/architectures/mobilenet-v2-model.ts';
 import { buildResNet, resNetPreset } from '../src/plugins/architectures/resnet-model.ts';
 import { buildSmallCnn } from '../src/plugins/architectures/small-cnn-model.ts';
+import { findTorch } from './torch-python.ts';
 
 const SELF = fileURLToPath(import.meta.url);
 const CHILD_ARGS = SELF.endsWith('.ts') ? ['--import', 'tsx', SELF] : [SELF];
@@ -239,19 +240,6 @@ interface Cell {
   failure?: string;
 }
 
-/** The Python with torch and torchvision: $SALGRID_TORCH_PYTHON, Debian's /usr/bin/python3, or python3 on PATH (as bench/engines.ts finds it). */
-function findTorch(): { python: string; version: string } | { reason: string } {
-  const tried: string[] = [];
-  for (const python of [process.env.SALGRID_TORCH_PYTHON, '/usr/bin/python3', 'python3'].filter((p): p is string => Boolean(p))) {
-    const probe = spawnSync(python, ['-c', 'import torch, torchvision; print(torch.__version__, torchvision.__version__)'], { encoding: 'utf8', timeout: 60_000 });
-    if (probe.status === 0) {
-      const [torch, vision] = probe.stdout.trim().split(' ');
-      return { python, version: `PyTorch ${torch}, torchvision ${vision} (${python})` };
-    }
-    tried.push(`${python}: ${probe.error ? probe.error.message : (probe.stderr.trim().split('\n').pop() ?? `exit ${probe.status}`)}`);
-  }
-  return { reason: `no Python with torch and torchvision (${tried.join('; ')}); on Debian: apt-get install python3-torch python3-torchvision` };
-}
 
 const OUT_OF_MEMORY =
   /out of memory|OOM|Cannot enlarge memory|Array buffer allocation failed|heap limit|memory access out of bounds|bad_alloc|Cannot allocate|Failed to allocate|can't allocate|MemoryError/i;
