@@ -7,7 +7,9 @@
  * `features.18`), so a layer means the same thing on both engines.
  *
  * Inputs and outputs are tfjs tensors in NHWC on the current tfjs backend;
- * per-image math (CAM weights, upsampling, masks) stays there. Every method
+ * per-image math (CAM weights, upsampling, masks) stays there. `scores` also
+ * takes images made on the host (HostImages), which an engine outside tfjs
+ * reads without their passing through a tfjs backend's memory. Every method
  * runs the network in inference mode (batch norm on its running statistics,
  * dropout off) with the weights held constant: no weight gradient is ever
  * computed. The score of image i is the output for class targets[i], the
@@ -63,10 +65,20 @@ export interface EngineInfo {
   readonly threads?: number;
 }
 
+/** Images as a host array, NHWC in C order. */
+export interface HostImages {
+  readonly data: Float32Array;
+  readonly shape: readonly [number, number, number, number];
+}
+
+export function isHostImages(x: tf.Tensor4D | HostImages): x is HostImages {
+  return x.constructor === Object && (x as HostImages).data instanceof Float32Array;
+}
+
 export interface ModelEngine {
   readonly info: EngineInfo;
   /** Class scores [n, classes]: logits unless `beforeSoftmax: false`. */
-  scores(x: tf.Tensor4D, options?: ScoreOptions): Promise<tf.Tensor2D>;
+  scores(x: tf.Tensor4D | HostImages, options?: ScoreOptions): Promise<tf.Tensor2D>;
   /** The named layers' outputs; the forward stops at the last of them. */
   layerOutputs(x: tf.Tensor4D, layers: readonly string[]): Promise<tf.Tensor[]>;
   /** Activations and gradients at layers, and the input gradient, from one forward and one backward pass. */

@@ -19,7 +19,7 @@ import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../errors.ts';
 import { nearestNames } from '../manifest/suggest.ts';
-import type { EngineInfo, GradientRequest, Gradients, LayerGradient, ModelEngine, ScoreOptions } from './engine.ts';
+import { isHostImages, type EngineInfo, type GradientRequest, type Gradients, type HostImages, type LayerGradient, type ModelEngine, type ScoreOptions } from './engine.ts';
 import type { OnnxDevice } from './engine-choice.ts';
 import { activationName, isSoftmaxLayer } from './constant-weight-layers.ts';
 import { compileLayerGraph, dependsOn, producerIndex } from './layer-graph.ts';
@@ -123,7 +123,7 @@ export class OnnxEngine implements ModelEngine {
 
   // ------------------------------------------------------------ public interface
 
-  async scores(x: tf.Tensor4D, options: ScoreOptions = {}): Promise<tf.Tensor2D> {
+  async scores(x: tf.Tensor4D | HostImages, options: ScoreOptions = {}): Promise<tf.Tensor2D> {
     const softmax = this.#keepsSoftmax(options);
     return (await this.#rowwise(x, (rows) => this.#compiled(`scores|${rows}|${softmax}`, () => {
       const exported = this.#export(rows, softmax);
@@ -310,14 +310,14 @@ export class OnnxEngine implements ModelEngine {
 
   /** Runs x in chunks of padded rows; `extra` gives each chunk's second input (the target mask). Returns each output joined over the chunks. */
   async #rowwise(
-    x: tf.Tensor4D,
+    x: tf.Tensor4D | HostImages,
     compile: (rows: number) => Promise<Compiled>,
     extra?: (start: number, count: number, rows: number) => Float32Array,
     extraWidth = 0,
   ): Promise<tf.Tensor[]> {
     const [n, h, w] = x.shape;
-    const rowSize = x.size / n;
-    const data = hostOf(x);
+    const data = isHostImages(x) ? x.data : hostOf(x);
+    const rowSize = data.length / n;
     const cap = Math.max(1, Math.floor(MAX_PIXELS_PER_CALL / (h * w)));
     const chunks: HostTensor[][] = [];
     const counts: number[] = [];

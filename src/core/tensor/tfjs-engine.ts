@@ -6,7 +6,7 @@
  * nothing of its own: the layers-model belongs to the LoadedModel.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { EngineInfo, GradientRequest, Gradients, ModelEngine, ScoreOptions } from './engine.ts';
+import { isHostImages, type EngineInfo, type GradientRequest, type Gradients, type HostImages, type ModelEngine, type ScoreOptions } from './engine.ts';
 import { classScores, forwardFromLayer, inputGradient, layerGradients, layerOutputs } from './gradients.ts';
 import { deepLiftRules, guidedBackpropRules, modifiedInputGradient } from './modified-backprop.ts';
 
@@ -22,8 +22,14 @@ export class TfjsEngine implements ModelEngine {
     return { engine: 'tfjs', device: tf.getBackend() };
   }
 
-  async scores(x: tf.Tensor4D, options: ScoreOptions = {}): Promise<tf.Tensor2D> {
-    return classScores(this.#model, x, options) as tf.Tensor2D;
+  async scores(x: tf.Tensor4D | HostImages, options: ScoreOptions = {}): Promise<tf.Tensor2D> {
+    if (!isHostImages(x)) return classScores(this.#model, x, options) as tf.Tensor2D;
+    const images = tf.tensor4d(x.data, [...x.shape]);
+    try {
+      return classScores(this.#model, images, options) as tf.Tensor2D;
+    } finally {
+      images.dispose();
+    }
   }
 
   async layerOutputs(x: tf.Tensor4D, layers: readonly string[]): Promise<tf.Tensor[]> {

@@ -109,13 +109,10 @@ export const scorecam = defineCam({
       const own = maps.subarray(i * h * w * channels, (i + 1) * h * w * channels);
       for (let start = 0; start < channels; start += options.batchSize) {
         const count = Math.min(options.batchSize, channels - start);
-        const masked = tf.tensor4d(maskedImages(own, image, { h, w, channels, height, width, depth, start, count, rows, cols }), [count, height, width, depth]);
-        let logits: tf.Tensor2D;
-        try {
-          logits = await model.engine.scores(masked);
-        } finally {
-          masked.dispose();
-        }
+        // Handed over as a host array: the onnx engine reads it without a copy into and out of tfjs's memory (on wasm,
+        // about 0.9 s per image of MobileNetV2’s 1,280 masks, measured under load).
+        const masked = maskedImages(own, image, { h, w, channels, height, width, depth, start, count, rows, cols });
+        const logits = await model.engine.scores({ data: masked, shape: [count, height, width, depth] });
         const chunk = scoresOf(logits, targets[i]);
         logits.dispose();
         scores.set(chunk.dataSync(), i * channels + start);
