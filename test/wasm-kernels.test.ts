@@ -21,6 +21,7 @@ import { WASM_TRAINING_KERNELS, registerWasmTrainingKernels } from '../src/core/
 import { unsortedSegmentSum } from '../src/core/tensor/wasm-kernels/unsorted-segment-sum.ts';
 import { initWasmBackend } from '../src/core/tensor/wasm-setup.ts';
 import { integrationPoints } from '../src/plugins/explainers/attribution/integrated-gradients.ts';
+import { largestError } from './helpers.ts';
 
 const RELATIVE_TOLERANCE = 1e-4;
 
@@ -40,14 +41,8 @@ function floatInput(shape: Shape, seed: number): Input {
 }
 
 function maxRelativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  assert.equal(actual.length, expected.length, 'output sizes differ');
-  let worst = 0;
-  let scale = 0;
-  for (let i = 0; i < expected.length; i++) {
-    worst = Math.max(worst, Math.abs(actual[i] - expected[i]));
-    scale = Math.max(scale, Math.abs(expected[i]));
-  }
-  return scale === 0 ? worst : worst / scale;
+  const { error, scale } = largestError(actual, expected);
+  return scale === 0 ? error : error / scale;
 }
 
 function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string, tolerance = RELATIVE_TOLERANCE): void {

@@ -72,7 +72,8 @@ interface Compiled {
 
 const nextPowerOfTwo = (n: number): number => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 
-function hostOf(tensor: tf.Tensor): Float32Array {
+/** A tensor's values as a Float32Array (the backend's own buffer where it is one). */
+export function hostOf(tensor: tf.Tensor): Float32Array {
   const data = tensor.dataSync();
   return data instanceof Float32Array ? data : Float32Array.from(data as ArrayLike<number>);
 }

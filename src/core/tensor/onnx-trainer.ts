@@ -3,8 +3,8 @@
  * the flat vectors a training graph reads and writes — the trainable
  * weights, the batch norms' running statistics, the optimizer's state — and
  * feeds each step's outputs to the next, so a step is one session call. The
- * tfjs model is written only when asked (writeToModel: a checkpoint, the
- * end), and read back after a restore (readFromModel).
+ * tfjs model is written only when asked (syncModel: a checkpoint, the end),
+ * and read back after a restore.
  *
  * Sessions are compiled once per (graph kind, batch size, groups): an epoch
  * whose last batch is smaller gets a second session for it, kept for the
@@ -13,6 +13,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { seededRandom } from '../random.ts';
 import type { OnnxDevice } from './engine-choice.ts';
+import { hostOf } from './onnx-engine.ts';
 import { ParameterLayout, buildTrainingGraph, type ParameterGroup, type TrainingGraph } from './onnx/training-graph.ts';
 import { serializeGraph } from './onnx/serialize.ts';
 import { OnnxSession, type HostTensor, type SessionInput } from './onnx/session.ts';
@@ -76,11 +77,6 @@ function batchStatistics(logits: Float32Array, labels: Int32Array, classes: numb
   return { weightedSum, weightSum, correct };
 }
 
-function hostOf(x: tf.Tensor): Float32Array {
-  const data = x.dataSync();
-  return data instanceof Float32Array ? data : Float32Array.from(data as ArrayLike<number>);
-}
-
 export class OnnxTrainer implements Trainer {
   readonly engine = 'onnx';
   readonly parameters: ParameterLayout;
@@ -94,6 +90,8 @@ export class OnnxTrainer implements Trainer {
   /** Optimizer steps taken by each parameter slot. */
   readonly steps: number[];
   readonly classes: number;
+  /** The index in `model.trainableWeights` of each parameter slot. */
+  private readonly trainableIndex: number[];
   private readonly headStart: number;
   private readonly sessions = new Map<string, Promise<Compiled>>();
 
@@ -106,6 +104,7 @@ export class OnnxTrainer implements Trainer {
     const trainable = model.trainableWeights;
     const ordered = [...trainable.filter((w) => !head.has(w)), ...trainable.filter((w) => head.has(w))];
     this.parameters = new ParameterLayout(ordered);
+    this.trainableIndex = ordered.map((w) => trainable.indexOf(w));
     this.headStart = this.parameters.slots.find((slot) => head.has(slot.variable))?.offset ?? this.parameters.size;
     this.statistics = new ParameterLayout(runningStatistics(model));
     this.params = new Float32Array(this.parameters.size);
@@ -119,14 +118,14 @@ export class OnnxTrainer implements Trainer {
     this.readFromModel();
   }
 
-  /** Takes the model's current weights and running statistics (after a restore). */
-  readFromModel(): void {
+  /** Takes the model's current weights and running statistics. */
+  private readFromModel(): void {
     readInto(this.params, this.parameters);
     readInto(this.stats, this.statistics);
   }
 
   /** Writes the weights and running statistics into the tfjs model. */
-  writeToModel(): void {
+  syncModel(): void {
     for (const [layout, vector] of [[this.parameters, this.params], [this.statistics, this.stats]] as const) {
       for (const slot of layout.slots) {
         const value = tf.tensor(vector.slice(slot.offset, slot.offset + slot.size), slot.variable.shape as number[]);
@@ -134,12 +133,6 @@ export class OnnxTrainer implements Trainer {
         value.dispose();
       }
     }
-  }
-
-  /** The index in `model.trainableWeights` of each parameter slot. */
-  trainableIndices(): number[] {
-    const trainable = this.model.trainableWeights;
-    return this.parameters.slots.map((slot) => trainable.indexOf(slot.variable));
   }
 
   private groups(headOnly: boolean): ParameterGroup[] {
@@ -183,25 +176,23 @@ export class OnnxTrainer implements Trainer {
   }
 
   async step(x: tf.Tensor4D, labels: Int32Array, options: StepOptions): Promise<BatchStatistics> {
-    const request = { ...options, x: hostOf(x), labels };
-    const batch = request.labels.length;
-    const groups = this.groups(request.headOnly);
+    const batch = labels.length;
+    const groups = this.groups(options.headOnly);
     const { graph, session, groupSlots } = await this.compiled('train', batch, groups);
     const { optimizer } = this.options;
+    const weights = Array.from(labels, (label) => (options.classWeights ? options.classWeights[label] : 1));
+    const weightSum = weights.reduce((sum, weight) => sum + weight, 0);
     const targets = new Float32Array(batch * this.classes);
-    let weightSum = 0;
-    for (let i = 0; i < batch; i++) weightSum += request.classWeights ? request.classWeights[request.labels[i]] : 1;
-    for (let i = 0; i < batch; i++) {
-      const weight = request.classWeights ? request.classWeights[request.labels[i]] : 1;
-      targets[i * this.classes + request.labels[i]] = weightSum > 0 ? weight / weightSum : 0;
-    }
+    labels.forEach((label, i) => {
+      targets[i * this.classes + label] = weightSum > 0 ? weights[i] / weightSum : 0;
+    });
     const feeds: Record<string, SessionInput> = {
-      [graph.input]: this.imageInput(request.x, batch),
+      [graph.input]: this.imageInput(hostOf(x), batch),
       [graph.params]: { data: this.params, shape: [this.params.length] },
       [graph.stats]: { data: this.stats, shape: [this.stats.length] },
       [graph.weightedTargets as string]: { data: targets, shape: [batch, this.classes] },
     };
-    const random = seededRandom(request.seed);
+    const random = seededRandom(options.seed);
     for (const mask of graph.dropoutMasks) {
       const keep = 1 / (1 - mask.rate);
       const size = mask.shape.reduce((a, b) => a * b, 1);
@@ -214,10 +205,10 @@ export class OnnxTrainer implements Trainer {
       const t = steps[0];
       const scalar = (value: number): HostTensor => ({ data: Float32Array.of(value), shape: [] });
       if (optimizer.kind === 'adam') {
-        feeds[inputs.stepSize as string] = scalar(request.learningRate / (1 - Math.pow(optimizer.beta1, t)));
+        feeds[inputs.stepSize as string] = scalar(options.learningRate / (1 - Math.pow(optimizer.beta1, t)));
         feeds[inputs.correction as string] = scalar(Math.sqrt(1 - Math.pow(optimizer.beta2, t)));
       } else {
-        feeds[inputs.stepSize as string] = scalar(request.learningRate);
+        feeds[inputs.stepSize as string] = scalar(options.learningRate);
       }
       if (inputs.m) feeds[inputs.m] = { data: (this.m as Float32Array).subarray(group.start, group.end), shape: [group.end - group.start] };
       if (inputs.v) feeds[inputs.v] = { data: (this.v as Float32Array).subarray(group.start, group.end), shape: [group.end - group.start] };
@@ -234,7 +225,7 @@ export class OnnxTrainer implements Trainer {
       if (out.v) (this.v as Float32Array).set(results[next++].data, group.start);
       for (const slot of groupSlots[g]) this.steps[slot]++;
     });
-    return batchStatistics(logits, request.labels, this.classes, request.classWeights);
+    return batchStatistics(logits, labels, this.classes, options.classWeights);
   }
 
   async evaluate(x: tf.Tensor4D, labels: Int32Array, classWeights?: readonly number[]): Promise<BatchStatistics> {
@@ -248,20 +239,16 @@ export class OnnxTrainer implements Trainer {
     return batchStatistics(logits.data, labels, this.classes, classWeights);
   }
 
-  syncModel(): void {
-    this.writeToModel();
-  }
-
   slotSteps(): number[] {
     const steps = this.model.trainableWeights.map(() => 0);
-    this.trainableIndices().forEach((index, slot) => {
+    this.trainableIndex.forEach((index, slot) => {
       steps[index] = this.steps[slot];
     });
     return steps;
   }
 
   stateEntries(): StateEntry[] {
-    const indices = this.trainableIndices();
+    const indices = this.trainableIndex;
     return this.parameters.slots.flatMap((slot, i) => {
       const shape = [...slot.variable.shape] as number[];
       const part = (vector: Float32Array | undefined, which: string): StateEntry[] => (vector ? [{ name: `opt/${indices[i]}/${which}`, shape, values: vector.slice(slot.offset, slot.offset + slot.size) }] : []);
@@ -271,7 +258,7 @@ export class OnnxTrainer implements Trainer {
 
   restore(steps: readonly number[], state: ReadonlyMap<string, { shape: number[]; values: Float32Array | Int32Array }>): void {
     this.readFromModel();
-    const indices = this.trainableIndices();
+    const indices = this.trainableIndex;
     this.parameters.slots.forEach((slot, i) => {
       this.steps[i] = steps[indices[i]] ?? 0;
       for (const [which, vector] of [['m', this.m], ['v', this.v]] as const) {

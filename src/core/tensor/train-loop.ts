@@ -42,7 +42,7 @@ import { engineChoice, type EngineChoice } from './engine-choice.ts';
 import { OnnxTrainer } from './onnx-trainer.ts';
 import { augmentImages, type Augmentation } from './preprocess.ts';
 import { TfjsTrainer } from './tfjs-trainer.ts';
-import { headWeights, type ResolvedOptimizer, type StateEntry, type Trainer } from './trainer.ts';
+import { headWeights, type ResolvedOptimizer, type Trainer } from './trainer.ts';
 
 // ---------------------------------------------------------------- configuration
 
@@ -497,7 +497,7 @@ export async function trainModel(options: TrainModelOptions): Promise<TrainResul
       }
       entries.push(...trainer.stateEntries());
       await writeFile(state, encodeTensors(entries));
-      const next: CheckpointManifest = { format: FORMAT, fingerprint: key, epoch: epoch + 1, state, best, slots: trainer.slotSteps().map((step: number) => ({ step })), history };
+      const next: CheckpointManifest = { format: FORMAT, fingerprint: key, epoch: epoch + 1, state, best, slots: trainer.slotSteps().map((step) => ({ step })), history };
       await writeFile(CHECKPOINT_FILE, JSON.stringify(next, null, 1));
       await removeStale(out, new Set([state, best!.file]));
       options.onEpoch?.(record);

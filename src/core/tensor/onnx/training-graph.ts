@@ -34,6 +34,7 @@ import { elementCount } from './graph.ts';
 import { GraphBuilder } from './graph-builder.ts';
 import { GraphIndex, removeUnusedNodes } from './graph-index.ts';
 import type { OnnxDevice } from './session.ts';
+import type { ResolvedOptimizer } from '../trainer.ts';
 
 /** One tfjs weight's place in the flat vector. */
 export interface ParameterSlot {
@@ -65,15 +66,8 @@ export class ParameterLayout {
   }
 }
 
-export interface OptimizerSettings {
-  readonly kind: 'sgd' | 'adam';
-  readonly momentum: number;
-  readonly nesterov: boolean;
-  readonly beta1: number;
-  readonly beta2: number;
-  readonly epsilon: number;
-  readonly weightDecay: number;
-}
+/** The optimizer's constants; the learning rate (per step) enters as a graph input. */
+export type OptimizerSettings = Readonly<Omit<ResolvedOptimizer, 'learningRate'>>;
 
 /** A run of slots updated together, with one set of step scalars. */
 export interface ParameterGroup {
@@ -133,12 +127,15 @@ class TrainingHooksImpl implements TrainingHooks {
   readonly weightValues = new Map<ParameterSlot, string>();
   readonly runningUpdates = new Map<ParameterSlot, string>();
   readonly masks: Array<{ name: string; shape: readonly number[]; rate: number }> = [];
+  /** The graph inputs `params` and `stats`, added when the export first asks for a weight or a batch norm. */
+  vectors?: { readonly params: string; readonly stats: string };
 
-  constructor(
-    readonly params: string,
-    readonly stats: string,
-    readonly spec: TrainingGraphSpec,
-  ) {}
+  constructor(readonly spec: TrainingGraphSpec) {}
+
+  private inputs(builder: GraphBuilder): { readonly params: string; readonly stats: string } {
+    this.vectors ??= { params: builder.addInput('params', [this.spec.parameters.size]), stats: builder.addInput('stats', [this.spec.statistics.size]) };
+    return this.vectors;
+  }
 
   private slice(builder: GraphBuilder, vector: string, slot: ParameterSlot, name: string): string {
     return builder.op('Slice', [
@@ -153,7 +150,7 @@ class TrainingHooksImpl implements TrainingHooks {
     const slot = this.spec.parameters.slot(variable);
     if (!slot) return undefined;
     const name = `param.${variable.name}`;
-    const flat = this.slice(builder, this.params, slot, name);
+    const flat = this.slice(builder, this.inputs(builder).params, slot, name);
     this.weightValues.set(slot, flat);
     const tfjsShape = variable.shape as number[];
     const reshape = (value: string, to: readonly number[], as: string) =>
@@ -171,8 +168,9 @@ class TrainingHooksImpl implements TrainingHooks {
     const meanSlot = this.spec.statistics.slot(layer.movingMean);
     const varianceSlot = this.spec.statistics.slot(layer.movingVariance);
     if (!meanSlot || !varianceSlot) throw new Error(`training graph: batch norm ${out} has no running statistics in the layout`);
-    const running = this.slice(builder, this.stats, meanSlot, `${out}.running_mean`);
-    const runningVariance = this.slice(builder, this.stats, varianceSlot, `${out}.running_var`);
+    const { stats } = this.inputs(builder);
+    const running = this.slice(builder, stats, meanSlot, `${out}.running_mean`);
+    const runningVariance = this.slice(builder, stats, varianceSlot, `${out}.running_var`);
     const epsilon = { float: layer.epsilon };
     if (this.spec.mode === 'eval') {
       return builder.op('BatchNormalization', [x, layer.scale, layer.offset, running, runningVariance], out, shape, { epsilon });
@@ -245,33 +243,10 @@ function update(builder: GraphBuilder, optimizer: OptimizerSettings, w: string, 
 }
 
 export function buildTrainingGraph(model: tf.LayersModel, spec: TrainingGraphSpec): TrainingGraph {
-  let hooks: TrainingHooksImpl | undefined;
-  let params = '';
-  let stats = '';
-  const exported = exportLayersModel(model, {
-    batch: spec.batch,
-    training: {
-      weight: (builder, variable, shape, layout) => {
-        hooks ??= start(builder);
-        return hooks.weight(builder, variable, shape, layout);
-      },
-      batchNorm: (builder, x, layer, out) => {
-        hooks ??= start(builder);
-        return hooks.batchNorm(builder, x, layer, out);
-      },
-      dropout: (builder, x, rate, out) => {
-        hooks ??= start(builder);
-        return hooks.dropout(builder, x, rate, out);
-      },
-    },
-  });
-  function start(builder: GraphBuilder): TrainingHooksImpl {
-    params = builder.addInput('params', [spec.parameters.size]);
-    stats = builder.addInput('stats', [spec.statistics.size]);
-    return new TrainingHooksImpl(params, stats, spec);
-  }
-  if (!hooks) throw new Error(`training graph: model ${model.name} has no weights to train`);
-  return finish(exported.graph, exported.input, exported.output, params, stats, hooks, spec);
+  const hooks = new TrainingHooksImpl(spec);
+  const exported = exportLayersModel(model, { batch: spec.batch, training: hooks });
+  if (!hooks.vectors) throw new Error(`training graph: model ${model.name} has no weights to train`);
+  return finish(exported.graph, exported.input, exported.output, hooks.vectors.params, hooks.vectors.stats, hooks, spec);
 }
 
 /**
