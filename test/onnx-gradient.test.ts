@@ -7,7 +7,9 @@
  *   the ONNX op does): strided, dilated, grouped, depthwise and
  *   asymmetrically padded convolutions, max pooling with ties and ceil mode,
  *   average pooling with and without counted pads, broadcasting arithmetic,
- *   matrix products, shape ops;
+ *   matrix products, shape ops, and the ops PyTorch exports bring (HardSwish
+ *   and kin at PyTorch's kinks, LayerNormalization, reductions, Slice, Split,
+ *   Gather); an op without a rule refused up front;
  * - whole exported models against the tfjs engine: input and multi-layer
  *   gradients (gradients.ts), guided backprop and DeepLift
  *   (modified-backprop.ts), forward from a layer, with and without a residual
@@ -24,8 +26,8 @@ import { seededRandom, withSeededMathRandom } from '../src/core/random.ts';
 import { forwardFromLayer, inputGradient, layerGradients, layerOutputs } from '../src/core/tensor/gradients.ts';
 import { deepLiftRules, guidedBackpropRules, modifiedInputGradient } from '../src/core/tensor/modified-backprop.ts';
 import { exportLayersModel } from '../src/core/tensor/onnx/export.ts';
-import { buildForwardFromValue, buildGradientGraph, type GradientRule } from '../src/core/tensor/onnx/gradient.ts';
-import type { Attribute, Graph } from '../src/core/tensor/onnx/graph.ts';
+import { buildForwardFromValue, buildGradientGraph, undifferentiableOps, type GradientRule } from '../src/core/tensor/onnx/gradient.ts';
+import { int64Tensor, type Attribute, type Graph } from '../src/core/tensor/onnx/graph.ts';
 import { GraphBuilder } from '../src/core/tensor/onnx/graph-builder.ts';
 import { serializeGraph } from '../src/core/tensor/onnx/serialize.ts';
 import { OnnxSession, type HostTensor } from '../src/core/tensor/onnx/session.ts';
@@ -488,6 +490,178 @@ describe('ONNX gradient graphs: each op against tf.grad (onnx:cpu, tfjs cpu)', (
       });
     }
     await checkOp({ name: 'softmax', shape, onnx: (b, x) => b.op('Softmax', [x], 'y', shape, { axis: { int: 1 } }), tfjs: (x) => tf.softmax(x) });
+  });
+
+  it('HardSigmoid (PyTorch’s α = 1/6 and ONNX’s defaults), HardSwish, Erf, with inputs on both sides of the kinks', async () => {
+    const shape = [2, 3, 4, 5];
+    const values = uniform(size(shape), 131, -5, 5);
+    // Near ±3 (PyTorch's kinks) and ±2.5 (those of α = 0.2, β = 0.5), never on them.
+    [-3.01, -2.99, 2.99, 3.01, -3.2, 3.2, -2.51, -2.49, 2.49, 2.51, 0].forEach((v, i) => (values[i * 11] = v));
+    // PyTorch: hardsigmoid(x) = relu6(x + 3)/6, hardswish(x) = x·hardsigmoid(x).
+    const hardSigmoid = (x: tf.Tensor) => tf.div(tf.relu6(tf.add(x, 3)), 6);
+    const unary = (name: string, op: string, fn: (x: tf.Tensor) => tf.Tensor, attributes?: Record<string, Attribute>, xs = values): OpCase => ({ name, shape, values: xs, onnx: (b, x) => b.op(op, [x], 'y', shape, attributes), tfjs: fn });
+    await checkOp(unary('HardSigmoid α = 1/6, β = ½', 'HardSigmoid', hardSigmoid, { alpha: { float: 1 / 6 }, beta: { float: 0.5 } }));
+    await checkOp(unary('HardSigmoid with ONNX’s defaults', 'HardSigmoid', (x) => tf.clipByValue(tf.add(tf.mul(x, 0.2), 0.5), 0, 1)));
+    await checkOp(unary('HardSwish', 'HardSwish', (x) => tf.mul(x, hardSigmoid(x))));
+    await checkOp(unary('Erf', 'Erf', tf.erf, undefined, uniform(size(shape), 132, -2.5, 2.5)));
+  });
+
+  it('LayerNormalization over the last axis and the last two, with scale and bias; scale and bias computed from the input', async () => {
+    for (const [shape, axis] of [[[2, 3, 6], -1], [[2, 3, 4, 5], 2]] as const) {
+      const first = axis < 0 ? axis + shape.length : axis;
+      const normalized = shape.slice(first);
+      const axes = normalized.map((_, i) => first + i);
+      const scale = uniform(size(normalized), 141, 0.5, 1.5);
+      const bias = uniform(size(normalized), 142);
+      await checkOp({
+        name: `layer norm over axes ${axes.join(', ')}`,
+        shape: [...shape],
+        values: uniform(size(shape), 143, -1, 3),
+        onnx: (b, x) => b.op('LayerNormalization', [x, b.float32('scale', scale, normalized), b.float32('bias', bias, normalized)], 'y', shape, { axis: { int: axis }, epsilon: { float: 1e-5 } }),
+        tfjs: (x) => {
+          const { mean, variance } = tf.moments(x, axes, true);
+          return tf.add(tf.mul(tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, 1e-5))), tf.tensor(scale, normalized)), tf.tensor(bias, normalized));
+        },
+      });
+    }
+    // Scale and bias as graph values: their gradients flow back into x too (through ReduceMean and ReduceSum with keepdims 0).
+    const shape = [2, 3, 6];
+    await checkOp({
+      name: 'layer norm with computed scale and bias',
+      shape,
+      onnx: (b, x) => {
+        const scale = b.op('ReduceMean', [x], 'scale', [6], { axes: { ints: [0, 1] }, keepdims: { int: 0 } });
+        const bias = b.op('ReduceSum', [b.op('Tanh', [x], 't', shape), b.int64('axes', [0, 1])], 'bias', [6], { keepdims: { int: 0 } });
+        return b.op('LayerNormalization', [x, scale, bias], 'y', shape, { epsilon: { float: 1e-3 } });
+      },
+      tfjs: (x) => {
+        const { mean, variance } = tf.moments(x, [2], true);
+        return tf.add(tf.mul(tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, 1e-3))), tf.mean(x, [0, 1])), tf.sum(tf.tanh(x), [0, 1]));
+      },
+    });
+  });
+
+  it('ReduceMean (axes attribute) and ReduceSum (axes input), keepdims 0 and 1, all axes, no-op', async () => {
+    const shape = [2, 3, 4, 5];
+    const reduce = (op: 'ReduceMean' | 'ReduceSum', axes: number[] | undefined, keepdims: number, out: number[], fn: (x: tf.Tensor) => tf.Tensor, extra: Record<string, Attribute> = {}): OpCase => ({
+      name: `${op} axes ${axes?.join(', ') ?? 'none'} keepdims ${keepdims}${'noop_with_empty_axes' in extra ? ' no-op' : ''}`,
+      shape,
+      onnx: (b, x) => op === 'ReduceMean'
+        ? b.op(op, [x], 'y', out, { ...(axes ? { axes: { ints: axes } } : {}), keepdims: { int: keepdims }, ...extra })
+        : b.op(op, axes ? [x, b.int64('axes', axes)] : [x], 'y', out, { keepdims: { int: keepdims }, ...extra }),
+      tfjs: fn,
+    });
+    await checkOp(reduce('ReduceMean', [1, -1], 1, [2, 1, 4, 1], (x) => tf.mean(x, [1, 3], true)));
+    await checkOp(reduce('ReduceMean', [2], 0, [2, 3, 5], (x) => tf.mean(x, 2)));
+    await checkOp(reduce('ReduceMean', undefined, 1, [1, 1, 1, 1], (x) => tf.mean(x, [0, 1, 2, 3], true)));
+    await checkOp(reduce('ReduceSum', [0, 2], 0, [3, 5], (x) => tf.sum(x, [0, 2])));
+    await checkOp(reduce('ReduceSum', [-1], 1, [2, 3, 4, 1], (x) => tf.sum(x, 3, true)));
+    await checkOp(reduce('ReduceSum', [], 1, shape, (x) => tf.mul(x, 1), { noop_with_empty_axes: { int: 1 } }));
+  });
+
+  it('Slice: negative and clamped starts and ends, default axes, steps 2, −1, −2 and 4', async () => {
+    const shape = [2, 3, 5, 6];
+    const int64Max = (b: GraphBuilder, name: string) => b.constant(name, { dtype: 'int64', dims: [1], data: BigInt64Array.of(9223372036854775807n) });
+    const slice = (name: string, spec: { starts: number[]; ends: (b: GraphBuilder) => string; axes?: number[]; steps?: number[] }, out: number[], fn: (x: tf.Tensor) => tf.Tensor): OpCase => ({
+      name,
+      shape,
+      onnx: (b, x) => {
+        const inputs = [x, b.int64('starts', spec.starts), spec.ends(b)];
+        if (spec.axes) inputs.push(b.int64('axes', spec.axes));
+        if (spec.steps) inputs.push(b.int64('steps', spec.steps));
+        return b.op('Slice', inputs, 'y', out);
+      },
+      tfjs: fn,
+    });
+    const gather = (x: tf.Tensor, indices: number[], axis: number) => tf.gather(x, tf.tensor1d(indices, 'int32'), axis);
+    await checkOp(slice('slice from the end, end clamped', { starts: [-4, 1], ends: (b) => b.int64('ends', [1000, -1]), axes: [3, -2] }, [2, 3, 3, 4], (x) => tf.slice(x, [0, 0, 1, 2], [2, 3, 3, 4])));
+    await checkOp(slice('slice to INT64_MAX, start clamped', { starts: [-100], ends: (b) => int64Max(b, 'ends'), axes: [1] }, shape, (x) => tf.mul(x, 1)));
+    await checkOp(slice('slice with default axes', { starts: [0, 1], ends: (b) => b.int64('ends', [1, 3]) }, [1, 2, 5, 6], (x) => tf.slice(x, [0, 1, 0, 0], [1, 2, 5, 6])));
+    await checkOp(slice('slice steps 2 and −2', { starts: [1, -1], ends: (b) => b.int64('ends', [5, -100]), axes: [2, 3], steps: [2, -2] }, [2, 3, 2, 3], (x) => gather(gather(x, [1, 3], 2), [5, 3, 1], 3)));
+    await checkOp(slice('slice reversed, and step 4', { starts: [-1, 0], ends: (b) => b.int64('ends', [-1000, 6]), axes: [1, 3], steps: [-1, 4] }, [2, 3, 5, 2], (x) => gather(gather(x, [2, 1, 0], 1), [0, 4], 3)));
+  });
+
+  it('Split: some outputs reach the score (the first not always), split sizes and equal parts', async () => {
+    const shape = [2, 6, 3];
+    const split = (b: GraphBuilder, x: string) => b.node('Split', [x, b.int64('split', [1, 2, 3])], [{ name: 'a', shape: [2, 1, 3] }, { name: 'b', shape: [2, 2, 3] }, { name: 'c', shape: [2, 3, 3] }], { axis: { int: 1 } });
+    const parts = (x: tf.Tensor) => tf.split(x, [1, 2, 3], 1);
+    await checkOp({
+      name: 'split: first and last parts',
+      shape,
+      onnx: (b, x) => {
+        const [a, , c] = split(b, x);
+        return b.op('Concat', [b.op('Tanh', [c], 't', [2, 3, 3]), a], 'y', [2, 4, 3], { axis: { int: 1 } });
+      },
+      tfjs: (x) => {
+        const [a, , c] = parts(x);
+        return tf.concat([tf.tanh(c), a], 1);
+      },
+    });
+    await checkOp({ name: 'split: the middle part alone', shape, onnx: (b, x) => b.op('Sigmoid', [split(b, x)[1]], 'y', [2, 2, 3]), tfjs: (x) => tf.sigmoid(parts(x)[1]) });
+    await checkOp({
+      name: 'split: equal parts on the last axis, the last two',
+      shape: [2, 4, 6],
+      onnx: (b, x) => {
+        const [, q, r] = b.node('Split', [x], [0, 1, 2].map((i) => ({ name: `p${i}`, shape: [2, 4, 2] })), { axis: { int: -1 } });
+        return b.op('Add', [q, b.op('Mul', [r, r], 'rr', [2, 4, 2])], 'y', [2, 4, 2]);
+      },
+      tfjs: (x) => {
+        const [, q, r] = tf.split(x, 3, -1);
+        return tf.add(q, tf.mul(r, r));
+      },
+    });
+  });
+
+  it('Gather: repeated and negative indices (2-D), a scalar index, an ascending run, axis 0', async () => {
+    const shape = [2, 5, 3];
+    const gather = (name: string, indices: number[], dims: number[], axis: number, out: number[], tfIndices: number[]): OpCase => ({
+      name,
+      shape,
+      onnx: (b, x) => b.op('Gather', [x, b.constant('indices', int64Tensor(indices, dims))], 'y', out, { axis: { int: axis } }),
+      tfjs: (x) => tf.gather(x, tf.tensor(tfIndices, dims, 'int32'), axis),
+    });
+    await checkOp(gather('gather repeated, negative', [4, -1, 0, 4], [2, 2], 1, [2, 2, 2, 3], [4, 4, 0, 4]));
+    await checkOp(gather('gather a scalar index', [-2], [], 2, [2, 5], [1]));
+    await checkOp(gather('gather an ascending run', [1, 2, 3], [3], -2, [2, 3, 3], [1, 2, 3]));
+    await checkOp(gather('gather on axis 0', [1, 1, 0], [3], 0, [3, 5, 3], [1, 1, 0]));
+  });
+
+  it('Neg, Sqrt, Exp, Pow (exponents 3, 2, 0.5, −1), Expand; Cast and Dropout pass the gradient, an integer Cast path gets none', async () => {
+    const shape = [2, 3, 4];
+    const positive = uniform(size(shape), 151, 0.2, 2);
+    const unary = (name: string, build: (b: GraphBuilder, x: string) => string, fn: (x: tf.Tensor) => tf.Tensor, values?: Float32Array): OpCase => ({ name, shape, values, onnx: build, tfjs: fn });
+    // Neg(Dropout(Cast(x))) times x's last size, read through Shape, Gather and Cast to float (the size gets no gradient).
+    await checkOp(unary('neg, cast, dropout, times a size', (b, x) => {
+      const cast = b.op('Cast', [x], 'cast', shape, { to: { int: 1 } });
+      const negated = b.op('Neg', [b.op('Dropout', [cast], 'dropout', shape)], 'neg', shape);
+      const dims = b.op('Shape', [x], 'dims', [3], undefined, 'int64');
+      const last = b.op('Gather', [dims, b.constant('two', int64Tensor([2], []))], 'last', [], { axis: { int: 0 } }, 'int64');
+      return b.op('Mul', [negated, b.op('Cast', [last], 'lastFloat', [], { to: { int: 1 } })], 'y', shape);
+    }, (x) => tf.mul(tf.neg(x), 4)));
+    await checkOp(unary('sqrt', (b, x) => b.op('Sqrt', [x], 'y', shape), tf.sqrt, positive));
+    await checkOp(unary('exp', (b, x) => b.op('Exp', [x], 'y', shape), tf.exp));
+    for (const p of [3, 2, 0.5, -1]) {
+      await checkOp(unary(`pow ${p}`, (b, x) => b.op('Pow', [x, b.float32('p', [p], [])], 'y', shape), (x) => tf.pow(x, p), p === 3 || p === 2 ? undefined : positive));
+    }
+    await checkOp({ name: 'expand', shape: [2, 1, 4], onnx: (b, x) => b.op('Expand', [x, b.int64('shape', [3, 2, 5, 4])], 'y', [3, 2, 5, 4]), tfjs: (x) => tf.add(x, tf.zeros([3, 2, 5, 4])) });
+  });
+
+  it('an op without a backward rule: undifferentiableOps lists it (not ops on shapes or constants), the gradient graph refuses it in one sentence', () => {
+    const b = new GraphBuilder('unsupported');
+    const x = b.addInput('x', [2, 3]);
+    const r = b.op('Relu', [x], 'r', [2, 3]);
+    const top = b.op('ReduceMax', [r], 'top', [2, 1], { axes: { ints: [1] }, keepdims: { int: 1 } }, undefined);
+    const offset = b.op('Cos', [b.float32('angle', [0.5], [])], 'offset', []);
+    const dims = b.op('Shape', [x], 'dims', [2], undefined, 'int64');
+    const width = b.op('Cast', [b.op('Gather', [dims, b.constant('one', int64Tensor([1], []))], 'width', [], { axis: { int: 0 } }, 'int64')], 'widthFloat', [], { to: { int: 1 } });
+    const shifted = b.op('Add', [b.op('Mul', [b.op('Sub', [r, top], 'centred', [2, 3]), width], 'scaled', [2, 3]), offset], 'shifted', [2, 3]);
+    const score = b.op('Cos', [shifted], 'score', [2, 3]);
+    b.addOutput(score);
+    assert.deepEqual(undifferentiableOps(b.build()), [{ op: 'ReduceMax', node: 'ReduceMax_top' }, { op: 'Cos', node: 'Cos_score' }]);
+    assert.throws(
+      () => buildGradientGraph(b.build(), { input: x, score, layers: [], inputGradient: true, rule: 'plain' }),
+      (error: Error) => isUserError(error) && /cannot differentiate Cos \(node Cos_score\), so gradient-based explainers cannot run/.test(error.message) && !/tfjs/.test(error.message),
+    );
   });
 
   it('a zero Pad before a convolution costs no copy backward; batch norm goes into the convolution weights', () => {

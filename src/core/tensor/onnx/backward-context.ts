@@ -36,8 +36,34 @@ export interface Gradient {
  */
 export type MaxPoolRouting = 'indices' | 'compare';
 
-/** The gradients one node passes back to its inputs (undefined: none), given the gradient at its first output. */
-export type BackwardRule = (ctx: BackwardContext, node: GraphNode, dy: Gradient, wants: readonly boolean[]) => ReadonlyArray<Gradient | undefined>;
+/**
+ * The gradients one node passes back to its inputs (undefined: none), given
+ * the gradient at its first output, `dy`. `outputs` holds every output's
+ * gradient (undefined where none reached it); only a rule marked with
+ * `readingEveryOutput` (Split) is called where a gradient reaches an output
+ * other than the first, and then `dy` is the first gradient present, the
+ * first output's or not.
+ */
+export type BackwardRule = (
+  ctx: BackwardContext,
+  node: GraphNode,
+  dy: Gradient,
+  wants: readonly boolean[],
+  outputs: ReadonlyArray<Gradient | undefined>,
+) => ReadonlyArray<Gradient | undefined>;
+
+const everyOutput = new WeakSet<BackwardRule>();
+
+/** `rule`, marked as one that reads the gradients of all its node's outputs (its `outputs` argument). */
+export function readingEveryOutput(rule: BackwardRule): BackwardRule {
+  everyOutput.add(rule);
+  return rule;
+}
+
+/** Whether `rule` handles gradients at outputs other than its node's first. */
+export function readsEveryOutput(rule: BackwardRule): boolean {
+  return everyOutput.has(rule);
+}
 
 export class BackwardContext {
   private readonly scalars = new Map<number, string>();

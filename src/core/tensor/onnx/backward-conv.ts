@@ -1,5 +1,6 @@
 /**
- * Backward rules of the weighted ops: Conv and BatchNormalization — with
+ * Backward rules of the weighted ops: Conv, BatchNormalization and
+ * LayerNormalization — with
  * constant weights for explainers (input gradients only), and with weights
  * as graph values for training (onnx/training-graph.ts): then the kernel and
  * bias get gradients too, and a batch norm that normalises with its batch's
@@ -16,9 +17,13 @@
  * Batch norm's backward is dy·γ/√(σ²+ε) per channel; where a convolution
  * alone feeds the batch norm, that factor goes into the convolution's
  * backward weights instead of a pass over dy.
+ *
+ * Layer norm normalises with each sample's own statistics over its last
+ * axes, so its backward recomputes them (see layerNormBackward).
  */
 import type { BackwardContext, BackwardRule, Gradient } from './backward-context.ts';
 import type { GraphNode } from './graph.ts';
+import { reduceTo } from './backward-elementwise.ts';
 import { floatAttribute, intAttribute, intsAttribute, transposedEnds, windowOf, type Window } from './node-attributes.ts';
 
 /** Weights [M, ...] with output channel m multiplied by scale[m]. */
@@ -291,4 +296,45 @@ export const batchNormBackward: BackwardRule = (ctx, node, dy, wants) => {
   const combined = dy.channelScale ? scale.map((s, c) => s * (dy.channelScale as Float32Array)[c]) : scale;
   const pending: Gradient = { value: dy.value, channelScale: combined };
   return [foldsIntoConv(ctx, x) ? pending : { value: ctx.materialize(pending) }];
+};
+
+/**
+ * LayerNormalization over the axes [axis, rank): with x̂ = (x − μ)·s,
+ * s = 1/√(σ² + ε), g = dy·Scale and means over those axes,
+ *   dx = s·(g − mean(g) − x̂·mean(g·x̂)),  dScale = Σ dy·x̂,  dB = Σ dy
+ * (the last two summed over the other axes). μ and σ² are recomputed with
+ * ReduceMean — σ² as the mean of (x − μ)², not through ReduceSumSquare,
+ * which ONNX Runtime computes less accurately. Only the Y output may carry
+ * a gradient.
+ */
+export const layerNormBackward: BackwardRule = (ctx, node, dy, wants) => {
+  const [x, scale, bias] = node.inputs;
+  const label = node.name ?? node.outputs[0];
+  const shape = ctx.shape(x);
+  const rank = shape.length;
+  const first = (intAttribute(node, 'axis', -1) + rank) % rank;
+  const axes = Array.from({ length: rank - first }, (_, i) => first + i);
+  const statShape = shape.map((size, i) => (i >= first ? 1 : size));
+  const epsilon = floatAttribute(node, 'epsilon', 1e-5);
+  const mean = (value: string, name: string) => ctx.op('ReduceMean', [value], `${label}.${name}`, statShape, { axes: { ints: axes }, keepdims: { int: 1 } });
+  const full = (op: string, inputs: string[], name: string) => ctx.op(op, inputs, `${label}.${name}`, shape);
+  const normalized = ctx.memo(`layerNorm:${label}`, () => {
+    const centred = full('Sub', [x, mean(x, 'mean')], 'centred');
+    const variance = mean(full('Mul', [centred, centred], 'centredSquared'), 'variance');
+    const std = ctx.op('Sqrt', [ctx.op('Add', [variance, ctx.scalar(epsilon)], `${label}.variancePlusEpsilon`, statShape)], `${label}.std`, statShape);
+    const inverseStd = ctx.op('Reciprocal', [std], `${label}.inverseStd`, statShape);
+    return { inverseStd, xHat: full('Mul', [centred, inverseStd], 'xHat') };
+  });
+  const { inverseStd, xHat } = normalized;
+  const g = ctx.materialize(dy);
+  const result: Array<Gradient | undefined> = [undefined, undefined, undefined];
+  if (wants[0]) {
+    const scaled = full('Mul', [g, scale], 'dyScaled');
+    const centredG = full('Sub', [scaled, mean(scaled, 'dyScaledMean')], 'dyScaledCentred');
+    const projection = full('Mul', [xHat, mean(full('Mul', [scaled, xHat], 'dyScaledXHat'), 'dyScaledXHatMean')], 'projection');
+    result[0] = { value: ctx.op('Mul', [full('Sub', [centredG, projection], 'dxUnscaled'), inverseStd], `${x}.grad.${label}`, shape) };
+  }
+  if (wants[1]) result[1] = { value: reduceTo(ctx, full('Mul', [g, xHat], 'dyXHat'), ctx.shape(scale), `${scale}.grad.${label}`) };
+  if (wants[2] && bias !== undefined && bias !== '') result[2] = { value: reduceTo(ctx, g, ctx.shape(bias), `${bias}.grad.${label}`) };
+  return result;
 };

@@ -99,6 +99,88 @@ export const leakyReluBackward: BackwardRule = (ctx, node, dy) => {
   return [{ value: ctx.op('Where', [positive, g, leaked], gradientName(node), shape) }];
 };
 
+/**
+ * HardSigmoid, y = max(0, min(1, αx + β)): α·dy where 0 < αx + β < 1, else
+ * 0 — tested on x against the two kinks −β/α and (1 − β)/α, so that
+ * PyTorch's export (α = 1/6, β = ½) passes grad/6 exactly for −3 < x < 3, as
+ * its hardsigmoid_backward does.
+ */
+export const hardSigmoidBackward: BackwardRule = (ctx, node, dy) => {
+  const x = node.inputs[0];
+  const shape = ctx.shape(x);
+  const alpha = floatAttribute(node, 'alpha', 0.2);
+  const beta = floatAttribute(node, 'beta', 0.5);
+  if (alpha === 0) return [{ value: ctx.zeros(shape, gradientName(node)) }];
+  const kinks = [-beta / alpha, (1 - beta) / alpha];
+  const [low, high] = alpha > 0 ? kinks : [kinks[1], kinks[0]];
+  const above = bool(ctx, 'Greater', [x, ctx.scalar(low)], `${x}.aboveLowKink`, shape);
+  const below = bool(ctx, 'Less', [x, ctx.scalar(high)], `${x}.belowHighKink`, shape);
+  const keep = bool(ctx, 'And', [above, below], `${x}.betweenKinks`, shape);
+  const g = ctx.materialize(dy);
+  return [{ value: masked(ctx, keep, ctx.op('Mul', [g, ctx.scalar(alpha)], `${g}.timesAlpha`, shape), gradientName(node)) }];
+};
+
+/** HardSwish, x·max(0, min(1, x/6 + ½)), as PyTorch's hardswish_backward: 0 for x < −3, dy·(x/3 + ½) for x ≤ 3, dy above. */
+export const hardSwishBackward: BackwardRule = (ctx, node, dy) => {
+  const x = node.inputs[0];
+  const shape = ctx.shape(x);
+  const linear = ctx.op('Add', [ctx.op('Div', [x, ctx.scalar(3)], `${x}.third`, shape), ctx.scalar(0.5)], `${x}.hardSwishRamp`, shape);
+  const upTo3 = bool(ctx, 'LessOrEqual', [x, ctx.scalar(3)], `${x}.atMost3`, shape);
+  const belowMinus3 = bool(ctx, 'Less', [x, ctx.scalar(-3)], `${x}.belowMinus3`, shape);
+  const ramped = ctx.op('Where', [upTo3, linear, ctx.scalar(1)], `${x}.hardSwishUpper`, shape);
+  const slope = ctx.op('Where', [belowMinus3, ctx.scalar(0), ramped], `${x}.hardSwishSlope`, shape);
+  return [{ value: ctx.op('Mul', [ctx.materialize(dy), slope], gradientName(node), shape) }];
+};
+
+/** dy·(2/√π)·exp(−x²). */
+export const erfBackward: BackwardRule = (ctx, node, dy) => {
+  const x = node.inputs[0];
+  const shape = ctx.shape(x);
+  const bell = ctx.op('Exp', [ctx.op('Neg', [ctx.op('Mul', [x, x], `${x}.squared`, shape)], `${x}.negSquared`, shape)], `${x}.bell`, shape);
+  const slope = ctx.op('Mul', [bell, ctx.scalar(2 / Math.sqrt(Math.PI))], `${x}.erfSlope`, shape);
+  return [{ value: ctx.op('Mul', [ctx.materialize(dy), slope], gradientName(node), shape) }];
+};
+
+export const negBackward: BackwardRule = (ctx, node, dy) => {
+  const g = ctx.materialize(dy);
+  return [{ value: ctx.op('Neg', [g], gradientName(node), ctx.shape(g)) }];
+};
+
+/** dy/(2y), y = √x (PyTorch's sqrt backward). */
+export const sqrtBackward: BackwardRule = (ctx, node, dy) => {
+  const y = node.outputs[0];
+  const shape = ctx.shape(y);
+  return [{ value: ctx.op('Div', [ctx.materialize(dy), ctx.op('Mul', [y, ctx.scalar(2)], `${y}.doubled`, shape)], gradientName(node), shape) }];
+};
+
+/** dy·y. */
+export const expBackward: BackwardRule = (ctx, node, dy) => [{ value: ctx.op('Mul', [ctx.materialize(dy), node.outputs[0]], gradientName(node), ctx.shape(node.outputs[0])) }];
+
+/** x^p for a constant one-valued exponent p: dy·p·x^(p−1) (0 for p = 0, as PyTorch's pow_backward). */
+export const powBackward: BackwardRule = (ctx, node, dy, wants) => {
+  const [x, exponent] = node.inputs;
+  const label = node.name ?? node.outputs[0];
+  if (wants[1]) throw new Error(`Pow ${label}: only the base is differentiated, not the exponent`);
+  const values = ctx.floats(exponent) ?? ctx.ints(exponent);
+  if (!values || values.length !== 1) throw new Error(`Pow ${label}: the exponent must be a constant with one value`);
+  const p = values[0];
+  const g = ctx.materialize(dy);
+  const shape = ctx.shape(g);
+  const name = gradientName(node);
+  let full: string;
+  if (p === 0) return [{ value: ctx.zeros(ctx.shape(x), name) }];
+  if (p === 1) full = g;
+  else if (p === 2) full = ctx.op('Mul', [g, ctx.op('Mul', [x, ctx.scalar(2)], `${x}.doubled`, ctx.shape(x))], `${name}.full`, shape);
+  else {
+    const power = ctx.op('Pow', [x, ctx.scalar(p - 1)], `${x}.pow${p - 1}`, ctx.shape(x));
+    full = ctx.op('Mul', [g, ctx.op('Mul', [power, ctx.scalar(p)], `${power}.timesExponent`, ctx.shape(x))], `${name}.full`, shape);
+  }
+  return [{ value: reduceTo(ctx, full, ctx.shape(x), name) }];
+};
+
+/** A Cast from float to float passes the gradient; a gradient never reaches an integer input (only float values get gradients). */
+export const castBackward: BackwardRule = (ctx, node, dy) => [ctx.builder.dtype(node.inputs[0]) === 'float32' ? dy : undefined];
+
 /** y·(dy − Σ dy·y) over the softmax axis. */
 export const softmaxBackward: BackwardRule = (ctx, node, dy) => {
   const y = node.outputs[0];

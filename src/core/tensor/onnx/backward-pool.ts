@@ -1,5 +1,7 @@
 /**
- * Backward rules of pooling: MaxPool, AveragePool, GlobalAveragePool.
+ * Backward rules of pooling — MaxPool, AveragePool, GlobalAveragePool — and
+ * of the reductions ReduceMean and ReduceSum, whose gradient is dy (divided
+ * by the count for a mean) broadcast back over the reduced axes.
  *
  * Max pooling routes each window's gradient to the first maximum in
  * row-major window order, as PyTorch and tfjs's cpu kernels do, summing
@@ -120,3 +122,37 @@ export const globalAveragePoolBackward: BackwardRule = (ctx, node, dy) => {
   const mean = ctx.op('Mul', [g, ctx.scalar(1 / elementCount(xShape.slice(2)))], `${g}.mean`, ctx.shape(g));
   return [{ value: ctx.op('Expand', [mean, ctx.int64(`${x}.shape`, xShape)], `${x}.grad.${node.name ?? node.outputs[0]}`, xShape) }];
 };
+
+/**
+ * A ReduceMean's or ReduceSum's axes, non-negative: from its axes attribute
+ * (ReduceMean up to opset 17) or its constant axes input; none given means
+ * every axis, or none at all (the identity) with noop_with_empty_axes.
+ */
+function reducedAxes(ctx: BackwardContext, node: GraphNode, rank: number): number[] {
+  let axes = intsAttribute(node, 'axes');
+  const input = node.inputs[1];
+  if (axes === undefined && input !== undefined && input !== '') {
+    axes = ctx.ints(input);
+    if (!axes) throw new Error(`${node.op} ${node.name ?? node.outputs[0]}: its axes input must be a constant`);
+  }
+  if (!axes || axes.length === 0) return intAttribute(node, 'noop_with_empty_axes', 0) ? [] : Array.from({ length: rank }, (_, i) => i);
+  return axes.map((axis) => (axis + rank) % rank);
+}
+
+function reductionBackward(mean: boolean): BackwardRule {
+  return (ctx, node, dy) => {
+    const x = node.inputs[0];
+    const xShape = ctx.shape(x);
+    const axes = reducedAxes(ctx, node, xShape.length);
+    const name = `${x}.grad.${node.name ?? node.outputs[0]}`;
+    const kept = xShape.map((size, i) => (axes.includes(i) ? 1 : size));
+    let g = ctx.reshape(ctx.materialize(dy), kept, `${name}.kept`);
+    const count = elementCount(axes.map((axis) => xShape[axis]));
+    if (mean && count !== 1) g = ctx.op('Mul', [g, ctx.scalar(1 / count)], `${name}.mean`, kept);
+    if (kept.every((size, i) => size === xShape[i])) return [{ value: g }];
+    return [{ value: ctx.op('Expand', [g, ctx.int64(`${name}.shape`, xShape)], name, xShape) }];
+  };
+}
+
+export const reduceMeanBackward: BackwardRule = reductionBackward(true);
+export const reduceSumBackward: BackwardRule = reductionBackward(false);

@@ -1,10 +1,12 @@
 /**
  * Backward rules of ops that move values without arithmetic (Transpose,
- * Reshape and kin, Identity, Concat, Pad) and of the matrix products MatMul
- * and Gemm (weights constant: only the data operand gets a gradient).
+ * Reshape and kin, Identity, Concat, Pad, Slice, Split, Gather), of Expand,
+ * and of the matrix products MatMul and Gemm (weights constant: only the
+ * data operand gets a gradient).
  */
-import type { BackwardContext, BackwardRule } from './backward-context.ts';
+import { readingEveryOutput, type BackwardContext, type BackwardRule, type Gradient } from './backward-context.ts';
 import type { GraphNode } from './graph.ts';
+import { int64Tensor } from './graph.ts';
 import { gradientName, reduceTo } from './backward-elementwise.ts';
 import { floatAttribute, intAttribute, intsAttribute, stringAttribute } from './node-attributes.ts';
 
@@ -70,6 +72,130 @@ export const padBackward: BackwardRule = (ctx, node, dy) => {
   if (negative.every((p) => p === 0)) return [{ value: ctx.reshape(sliced, xShape, gradientName(node)) }];
   return [{ value: ctx.op('Pad', [sliced, ctx.int64(`${g}.unpad`, negative)], gradientName(node), xShape, { mode: { string: 'constant' } }) }];
 };
+
+/** An int64 input's constant values, the attribute of the same name where the node predates that input (`i` beyond its inputs), or undefined where absent. */
+function constantInts(ctx: BackwardContext, node: GraphNode, i: number, attribute: string): readonly number[] | undefined {
+  const value = node.inputs[i];
+  if (value === undefined || value === '') return node.inputs.length <= i ? intsAttribute(node, attribute) : undefined;
+  const values = ctx.ints(value);
+  if (!values) throw new Error(`${node.op} ${node.name ?? node.outputs[0]}: its ${attribute} input must be a constant`);
+  return values;
+}
+
+/** `g` with `axis` spread out by `step`: each value followed by step − 1 zeros (a unit axis after it padded, then merged). */
+function spread(ctx: BackwardContext, g: string, axis: number, step: number, name: string): string {
+  const shape = ctx.shape(g);
+  const unit = [...shape.slice(0, axis + 1), 1, ...shape.slice(axis + 1)];
+  const pads = new Array<number>(2 * unit.length).fill(0);
+  pads[unit.length + axis + 1] = step - 1;
+  const padded = ctx.op('Pad', [ctx.reshape(g, unit, `${name}.unit`), ctx.int64(`${name}.spreadPads`, pads)], `${name}.spreadPadded`, unit.map((size, i) => (i === axis + 1 ? step : size)), { mode: { string: 'constant' } });
+  return ctx.reshape(padded, shape.map((size, i) => (i === axis ? size * step : size)), `${name}.spread`);
+}
+
+/**
+ * Slice with constant starts, ends, axes and steps: dy put back where the
+ * slice read, zeros elsewhere — reversed first along axes with a negative
+ * step, spread with zeros between its values where |step| > 1, and then
+ * padded (or cropped of a spread's trailing zeros) to the input's extent.
+ * Starts are resolved as ONNX does (negative from the end, clamped); the
+ * count read per axis is the output's static size.
+ */
+export const sliceBackward: BackwardRule = (ctx, node, dy) => {
+  const x = node.inputs[0];
+  const label = node.name ?? node.outputs[0];
+  const xShape = ctx.shape(x);
+  const yShape = ctx.shape(node.outputs[0]);
+  const rank = xShape.length;
+  const name = gradientName(node);
+  const starts = constantInts(ctx, node, 1, 'starts');
+  if (!starts) throw new Error(`Slice ${label} has no starts`);
+  const axes = constantInts(ctx, node, 3, 'axes') ?? starts.map((_, i) => i);
+  const steps = constantInts(ctx, node, 4, 'steps') ?? starts.map(() => 1);
+  if (yShape.some((size) => size === 0)) return [{ value: ctx.zeros(xShape, name) }];
+  let g = ctx.materialize(dy);
+  const pads = new Array<number>(2 * rank).fill(0);
+  axes.forEach((rawAxis, i) => {
+    const axis = (rawAxis + rank) % rank;
+    const [dim, count, step] = [xShape[axis], yShape[axis], steps[i]];
+    if (step === 0) throw new Error(`Slice ${label}: a step of 0`);
+    const start = starts[i] < 0 ? starts[i] + dim : starts[i];
+    const clamped = step > 0 ? Math.min(Math.max(start, 0), dim) : Math.min(Math.max(start, 0), dim - 1);
+    // The lowest position read, and the gradient in ascending order of position.
+    const first = step > 0 ? clamped : clamped + (count - 1) * step;
+    if (step < 0 && count > 1) {
+      const reversed = ctx.shape(g);
+      g = ctx.op('Slice', [g, ctx.int64(`${name}.reverseStart`, [-1]), ctx.int64(`${name}.reverseEnd`, [-count - 1]), ctx.int64(`${name}.reverseAxis`, [axis]), ctx.int64(`${name}.reverseStep`, [-1])], `${name}.reversed${axis}`, reversed);
+    }
+    const k = Math.abs(step);
+    if (k > 1) g = spread(ctx, g, axis, k, `${name}.axis${axis}`);
+    pads[axis] = first;
+    pads[rank + axis] = dim - first - count * k;
+  });
+  if (pads.every((p) => p === 0)) return [{ value: ctx.reshape(g, xShape, name) }];
+  return [{ value: ctx.op('Pad', [g, ctx.int64(`${name}.pads`, pads)], name, xShape, { mode: { string: 'constant' } }) }];
+};
+
+/**
+ * Split: the outputs' gradients concatenated back along the axis, zeros for
+ * outputs no gradient reached; where only one did, it is padded instead.
+ */
+export const splitBackward: BackwardRule = readingEveryOutput((ctx, node, _dy, _wants, outputs) => {
+  const x = node.inputs[0];
+  const xShape = ctx.shape(x);
+  const axis = (intAttribute(node, 'axis', 0) + xShape.length) % xShape.length;
+  const name = gradientName(node);
+  const sizes = node.outputs.map((y) => ctx.shape(y)[axis]);
+  const reached = node.outputs.flatMap((_, i) => (outputs[i] ? [i] : []));
+  if (reached.length === 1) {
+    const [only] = reached;
+    const before = sizes.slice(0, only).reduce((a, b) => a + b, 0);
+    const pads = new Array<number>(2 * xShape.length).fill(0);
+    pads[axis] = before;
+    pads[xShape.length + axis] = xShape[axis] - before - sizes[only];
+    return [{ value: ctx.op('Pad', [ctx.materialize(outputs[only] as Gradient), ctx.int64(`${name}.pads`, pads)], name, xShape, { mode: { string: 'constant' } }) }];
+  }
+  const parts = node.outputs.map((y, i) => {
+    const gradient = outputs[i];
+    return gradient ? ctx.materialize(gradient) : ctx.zeros(ctx.shape(y), `${y}.grad.zeros`);
+  });
+  return [{ value: ctx.op('Concat', parts, name, xShape, { axis: { int: axis } }) }];
+});
+
+/**
+ * Gather with constant indices: dy sent to the positions it was read from,
+ * summed where indices repeat — a Pad where they are one ascending run (one
+ * index, a scalar one included), else ScatterElements (add) of dy viewed
+ * with the indices as one axis. Negative indices count from the end.
+ */
+export const gatherBackward: BackwardRule = (ctx, node, dy, wants) => {
+  const [x, indicesValue] = node.inputs;
+  const label = node.name ?? node.outputs[0];
+  if (wants[1]) throw new Error(`Gather ${label}: its indices get no gradient`);
+  const raw = ctx.ints(indicesValue);
+  if (!raw) throw new Error(`Gather ${label}: only constant indices are supported`);
+  const xShape = ctx.shape(x);
+  const rank = xShape.length;
+  const axis = (intAttribute(node, 'axis', 0) + rank) % rank;
+  const dim = xShape[axis];
+  const indices = raw.map((i) => (i < 0 ? i + dim : i));
+  const name = gradientName(node);
+  if (indices.length === 0) return [{ value: ctx.zeros(xShape, name) }];
+  const viewed = [...xShape.slice(0, axis), indices.length, ...xShape.slice(axis + 1)];
+  const g = ctx.reshape(ctx.materialize(dy), viewed, `${name}.viewed`);
+  if (indices.every((index, i) => index === indices[0] + i)) {
+    const pads = new Array<number>(2 * rank).fill(0);
+    pads[axis] = indices[0];
+    pads[rank + axis] = dim - indices[0] - indices.length;
+    return [{ value: ctx.op('Pad', [g, ctx.int64(`${name}.pads`, pads)], name, xShape, { mode: { string: 'constant' } }) }];
+  }
+  const unitShape = viewed.map((size, i) => (i === axis ? size : 1));
+  const positions = ctx.builder.constant(`${name}.indices`, int64Tensor(indices, unitShape));
+  const expanded = ctx.op('Expand', [positions, ctx.int64(`${name}.indicesShape`, viewed)], `${name}.indicesExpanded`, viewed, undefined, 'int64');
+  return [{ value: ctx.op('ScatterElements', [ctx.zeros(xShape, `${name}.zeros`), expanded, g], name, xShape, { axis: { int: axis }, reduction: { string: 'add' } }) }];
+};
+
+/** Expand: the gradient summed back over the broadcast axes. */
+export const expandBackward: BackwardRule = (ctx, node, dy) => [{ value: reduceTo(ctx, ctx.materialize(dy), ctx.shape(node.inputs[0]), gradientName(node)) }];
 
 /** The last two axes of `value` swapped: a transposed constant where it is one (2-D), else a Transpose node. */
 function swapLastAxes(ctx: BackwardContext, value: string): string {

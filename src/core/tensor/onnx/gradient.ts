@@ -17,15 +17,19 @@
  * forward-from-value.ts.
  */
 import { UserError } from '../../errors.ts';
-import { BackwardContext, type BackwardRule, type Gradient, type GradientRule } from './backward-context.ts';
-import { batchNormBackward, convBackward } from './backward-conv.ts';
+import { BackwardContext, readsEveryOutput, type BackwardRule, type Gradient, type GradientRule } from './backward-context.ts';
+import { batchNormBackward, convBackward, layerNormBackward } from './backward-conv.ts';
 import {
-  addBackward, clipBackward, divBackward, eluBackward, leakyReluBackward, mulBackward, reluBackward, sigmoidBackward, softmaxBackward,
-  softplusBackward, subBackward, tanhBackward,
+  addBackward, castBackward, clipBackward, divBackward, eluBackward, erfBackward, expBackward, hardSigmoidBackward, hardSwishBackward,
+  leakyReluBackward, mulBackward, negBackward, powBackward, reluBackward, sigmoidBackward, softmaxBackward, softplusBackward, sqrtBackward,
+  subBackward, tanhBackward,
 } from './backward-elementwise.ts';
 import { modifiedRules } from './backward-modified.ts';
-import { averagePoolBackward, globalAveragePoolBackward, maxPoolBackward } from './backward-pool.ts';
-import { concatBackward, gemmBackward, identityBackward, isReshaping, matMulBackward, padBackward, reshapeBackward, transposeBackward } from './backward-shape.ts';
+import { averagePoolBackward, globalAveragePoolBackward, maxPoolBackward, reduceMeanBackward, reduceSumBackward } from './backward-pool.ts';
+import {
+  concatBackward, expandBackward, gatherBackward, gemmBackward, identityBackward, isReshaping, matMulBackward, padBackward, reshapeBackward,
+  sliceBackward, splitBackward, transposeBackward,
+} from './backward-shape.ts';
 import type { Graph, GraphNode } from './graph.ts';
 import { GraphBuilder } from './graph-builder.ts';
 import { GraphIndex, removeUnusedNodes } from './graph-index.ts';
@@ -47,7 +51,18 @@ const PLAIN_RULES: Readonly<Record<string, BackwardRule>> = {
   Elu: eluBackward,
   Softplus: softplusBackward,
   LeakyRelu: leakyReluBackward,
+  HardSigmoid: hardSigmoidBackward,
+  HardSwish: hardSwishBackward,
+  Erf: erfBackward,
+  Neg: negBackward,
+  Sqrt: sqrtBackward,
+  Exp: expBackward,
+  Pow: powBackward,
+  Cast: castBackward,
   Softmax: softmaxBackward,
+  LayerNormalization: layerNormBackward,
+  ReduceMean: reduceMeanBackward,
+  ReduceSum: reduceSumBackward,
   MaxPool: maxPoolBackward,
   AveragePool: averagePoolBackward,
   GlobalAveragePool: globalAveragePoolBackward,
@@ -65,6 +80,10 @@ const PLAIN_RULES: Readonly<Record<string, BackwardRule>> = {
   Dropout: identityBackward,
   Concat: concatBackward,
   Pad: padBackward,
+  Slice: sliceBackward,
+  Split: splitBackward,
+  Gather: gatherBackward,
+  Expand: expandBackward,
   MatMul: matMulBackward,
   Gemm: gemmBackward,
 };
@@ -192,6 +211,43 @@ function outputValue(builder: GraphBuilder, value: string, layout: ValueLayout |
   return out;
 }
 
+function undifferentiableMessage(op: string, node: string): string {
+  return `The ONNX engine cannot differentiate ${op} (node ${node}), so gradient-based explainers cannot run on this model; forward-only explainers (occlusion, ScoreCAM, …) and metrics still can.`;
+}
+
+/** Whether a gradient may flow into `value`: a float value computed at run time (not a constant, not an integer or bool). */
+function carriesGradient(index: GraphIndex, value: string): boolean {
+  const dtype = index.graph.values.get(value)?.dtype;
+  return (dtype === undefined || dtype === 'float32') && index.constant(value) === undefined;
+}
+
+/**
+ * The nodes on the path from the graph's inputs to its outputs through
+ * which a gradient would flow (float values computed from an input and read
+ * by an output, not through shapes, indices or constants) whose op has no
+ * plain backward rule: what keeps gradient-based explainers off the model.
+ */
+export function undifferentiableOps(graph: Graph): { op: string; node: string }[] {
+  const index = new GraphIndex(graph);
+  const fromInput = new Set(graph.inputs.filter((info) => info.dtype === 'float32').map((info) => info.name));
+  for (const node of graph.nodes) {
+    if (node.inputs.some((input) => input !== '' && fromInput.has(input) && carriesGradient(index, input))) {
+      for (const output of node.outputs) if (output !== '' && carriesGradient(index, output)) fromInput.add(output);
+    }
+  }
+  const toOutput = new Set(graph.outputs.map((info) => info.name));
+  const found: { op: string; node: string }[] = [];
+  for (let i = graph.nodes.length - 1; i >= 0; i--) {
+    const node = graph.nodes[i];
+    if (!node.outputs.some((output) => toOutput.has(output) && fromInput.has(output))) continue;
+    const differentiated = node.inputs.filter((input) => input !== '' && fromInput.has(input) && carriesGradient(index, input));
+    if (differentiated.length === 0) continue;
+    differentiated.forEach((input) => toOutput.add(input));
+    if (!PLAIN_RULES[node.op]) found.push({ op: node.op, node: node.name ?? node.outputs[0] });
+  }
+  return found.reverse();
+}
+
 /** What backpropagate needs: where the backward pass starts and which values it differentiates towards. */
 export interface BackpropagationSpec {
   /** Gradients at values of the forward graph (the score's: the target mask; a loss's: its gradient). */
@@ -217,16 +273,18 @@ export function backpropagate(builder: GraphBuilder, index: GraphIndex, spec: Ba
   const nodes = index.graph.nodes;
   for (let i = nodes.length - 1; i >= 0; i--) {
     const node = nodes[i];
-    const wants = node.inputs.map((input) => input !== '' && reached.has(input) && scoreReads.has(input) && index.constant(input) === undefined);
+    const wants = node.inputs.map((input) => input !== '' && reached.has(input) && scoreReads.has(input) && carriesGradient(index, input));
     if (!wants.some(Boolean) || !node.outputs.some((output) => scoreReads.has(output))) continue;
-    const dy = gradients.total(node.outputs[0]);
-    if (node.outputs.slice(1).some((output) => gradients.total(output) !== undefined)) {
-      throw new Error(`gradient graph: ${node.op} ${node.name ?? node.outputs[0]}: gradients reach an output other than its first`);
-    }
+    const outputs = node.outputs.map((output) => (output === '' ? undefined : gradients.total(output)));
+    const dy = outputs.find((gradient) => gradient !== undefined);
     if (!dy) continue;
+    const label = node.name ?? node.outputs[0];
     const rule = rules[node.op];
-    if (!rule) throw new UserError(`The ONNX engine cannot differentiate ${node.op} (node ${node.name ?? node.outputs[0]}); run this model with a tfjs backend.`);
-    const passed = rule(ctx, node, dy, wants);
+    if (!rule) throw new UserError(undifferentiableMessage(node.op, label));
+    if (outputs.slice(1).some((gradient) => gradient !== undefined) && !readsEveryOutput(rule)) {
+      throw new Error(`gradient graph: ${node.op} ${label}: gradients reach an output other than its first`);
+    }
+    const passed = rule(ctx, node, dy, wants, outputs);
     passed.forEach((gradient, j) => {
       if (gradient && wants[j]) gradients.contribute(node.inputs[j], gradient);
     });
