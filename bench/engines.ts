@@ -319,7 +319,7 @@ async function runChild(engine: string, net: Net, work: Work | '--probe', option
   } finally {
     input.dispose();
     loaded.engine.dispose();
-    loaded.model.dispose();
+    loaded.model?.dispose();
   }
 }
 

@@ -110,7 +110,7 @@ for (const backend of BACKENDS) {
     });
     after(() => {
       model.engine.dispose();
-      model.model.dispose();
+      model.model?.dispose();
       input.dispose();
     });
 
@@ -355,7 +355,7 @@ describe('seeded randomness', () => {
   });
   after(() => {
     model.engine.dispose();
-    model.model.dispose();
+    model.model?.dispose();
     input.dispose();
   });
 

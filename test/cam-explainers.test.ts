@@ -11,7 +11,7 @@ import path from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { isUserError } from '../src/core/errors.ts';
-import type { LoadedModel } from '../src/core/plugins/types.ts';
+import type { LoadedModel, TfjsLoadedModel } from '../src/core/plugins/types.ts';
 import { classScores, forwardFromLayer, layerGradient, layerGradients } from '../src/core/tensor/gradients.ts';
 import { loadLayersModel } from '../src/core/io/model-io.ts';
 import { readNpy } from '../src/core/io/npy.ts';
@@ -126,7 +126,7 @@ for (const backend of BACKENDS) {
     });
     after(() => {
       model.engine.dispose();
-      model.model.dispose();
+      model.model?.dispose();
       input.dispose();
     });
 
@@ -184,7 +184,7 @@ describe('CAM explainers: params and layers (wasm)', () => {
   });
   after(() => {
     model.engine.dispose();
-    model.model.dispose();
+    model.model?.dispose();
     input.dispose();
   });
   const maps = async (id: string, params: Record<string, unknown>) => flat((await explainer(id).explainInput(model, input, params as never)).maps);
@@ -296,7 +296,7 @@ function stateFile(dir: string): string {
 const savedModels = new Map<string, Promise<string>>();
 
 /** The golden state dict imported by the architecture plugin and saved with its card, once; loaded as `explain` loads a model. */
-async function torchvisionModel(dir: string): Promise<{ loaded: LoadedModel; input: tf.Tensor4D }> {
+async function torchvisionModel(dir: string): Promise<{ loaded: TfjsLoadedModel; input: tf.Tensor4D }> {
   const family = FAMILIES.find((f) => f.dir === dir) as Family;
   const plugin = builtins.find((p) => p.id === family.architecture);
   assert.ok(plugin && plugin.kind === 'architecture' && isTfjsArchitecture(plugin));

@@ -255,7 +255,7 @@ describe('onnx:webgpu (lavapipe in CI): every explainer once, and confidence-cha
   after(async () => {
     for (const model of [gpu, cpu]) {
       model?.engine.dispose();
-      model?.model.dispose();
+      model?.model?.dispose();
     }
     input?.dispose();
     await releaseOnnxSessions();

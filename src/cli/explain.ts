@@ -201,7 +201,7 @@ async function explain(options: ExplainOptions): Promise<void> {
     }
   } finally {
     engine?.dispose();
-    model.model.dispose();
+    model.model?.dispose();
   }
 }
 

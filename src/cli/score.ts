@@ -269,7 +269,7 @@ async function scoreModelMetric(plugin: ModelMetric, params: Params, maps: MapSe
     return ids.map((id, k) => ({ id, ...values[k] }));
   } finally {
     engine?.dispose();
-    model.model.dispose();
+    model.model?.dispose();
   }
 }
 

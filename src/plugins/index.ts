@@ -10,6 +10,7 @@ import { syntheticHfus } from './datasets/synthetic-hfus.ts';
 import { denseNets } from './architectures/densenet.ts';
 import { googLeNet } from './architectures/googlenet.ts';
 import { mobileNetV2 } from './architectures/mobilenet-v2.ts';
+import { onnxArchitecture } from './architectures/onnx.ts';
 import { resNets } from './architectures/resnet.ts';
 import { smallCnn } from './architectures/small-cnn.ts';
 import { ablationcam } from './explainers/cam/ablationcam.ts';
@@ -58,6 +59,7 @@ const builtins: Plugin[] = [
   mobileNetV2,
   ...resNets,
   ...denseNets,
+  onnxArchitecture,
   googLeNet,
   gradcam,
   hirescam,

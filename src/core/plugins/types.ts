@@ -159,8 +159,17 @@ export interface CamLayers {
 
 /** A trained or imported model, ready for explainers and perturbation metrics. The caller disposes `engine` and `model`. */
 export interface LoadedModel {
-  /** The tfjs layers-model: the source of truth for the weights (training, prediction, FullGrad's biases) and what the engine runs. */
-  model: LayersModel;
+  /** The model's name in messages. */
+  name: string;
+  /**
+   * The tfjs layers-model, where the model is one: the source of truth for
+   * the weights (training, prediction, FullGrad's biases) and what the engine
+   * runs. Absent for a graph imported from an ONNX file, which only the onnx
+   * engine runs.
+   */
+  model?: LayersModel;
+  /** Its output is a softmax: `engine.scores(x, { beforeSoftmax: false })` gives probabilities, not logits. */
+  outputsProbabilities: boolean;
   /** What explainers and perturbation metrics run the model through (tfjs or ONNX Runtime, as the process's engine choice says). */
   engine: ModelEngine;
   /** Class names (numbers as text when the model came without names, e.g. ImageNet weights). */
@@ -171,9 +180,12 @@ export interface LoadedModel {
   target: CamLayers;
   /** The layers for a torch module path (`layer4.2`, `features.18`…); a UserError naming valid examples when there is none. */
   camLayers(module: string): CamLayers;
-  /** tfjs names of the convolution layers, in order (FullGrad's bias sources). */
+  /** tfjs names of the convolution layers, in order (FullGrad's bias sources); empty where the model has no tfjs layers. */
   convLayers: string[];
 }
+
+/** A LoadedModel that is a tfjs layers-model (every built-in architecture's). */
+export type TfjsLoadedModel = LoadedModel & { model: LayersModel };
 
 export interface ArchitecturePlugin<P = Params> extends PluginInfo {
   kind: 'architecture';

@@ -2,16 +2,27 @@
  * The engine for a model, as the process's engine choice (engine-choice.ts)
  * says: the one place where a LoadedModel's `engine` is made. Neither engine
  * does work here: the onnx engine exports graphs and starts sessions when it
- * is first asked for something.
+ * is first asked for something. A graph imported from an ONNX file has no
+ * tfjs counterpart, so it runs on the onnx engine only.
  */
 import type * as tf from '@tensorflow/tfjs';
+import { UserError } from '../errors.ts';
 import type { ModelEngine } from './engine.ts';
 import { engineChoice } from './engine-choice.ts';
+import type { EngineGraphs } from './onnx/engine-graphs.ts';
 import { OnnxEngine } from './onnx-engine.ts';
 import { TfjsEngine } from './tfjs-engine.ts';
 
-export function createEngine(model: tf.LayersModel): ModelEngine {
+const isEngineGraphs = (model: tf.LayersModel | EngineGraphs): model is EngineGraphs => typeof (model as EngineGraphs).fingerprint === 'function';
+
+export function createEngine(model: tf.LayersModel | EngineGraphs): ModelEngine {
   const choice = engineChoice();
+  if (isEngineGraphs(model)) {
+    if (choice.engine !== 'onnx') {
+      throw new UserError(`${model.name} is an ONNX graph, which only the onnx engine runs; choose an onnx backend (--backend onnx:cpu, or execution.backend: onnx:cpu in the manifest).`);
+    }
+    return new OnnxEngine(model, { device: choice.device, threads: choice.threads });
+  }
   switch (choice.engine) {
     case 'tfjs':
       return new TfjsEngine(model);

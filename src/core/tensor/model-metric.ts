@@ -131,7 +131,7 @@ export function outputsProbabilities(model: tf.LayersModel): boolean {
  */
 export function scoresFromOutput(model: LoadedModel, output: tf.Tensor2D, classes: readonly number[], score: ClassScore): Float32Array {
   if (classes.length !== output.shape[0]) throw new Error(`classScores: ${classes.length} classes for ${output.shape[0]} outputs`);
-  const probabilities = outputsProbabilities(model.model);
+  const probabilities = model.outputsProbabilities;
   if (score === 'logit' && probabilities) throw new UserError(`the model ends in a softmax, so its logits are not available; use score: softmax.`);
   const picked = tf.tidy(() => {
     const values = score === 'softmax' && !probabilities ? tf.softmax(output) : output;
@@ -312,7 +312,7 @@ export function defineModelMetric<P extends Params>(spec: ModelMetricSpec<P>): M
       return items.map((item, i) => ({ id: item.id, ...values[i] }));
     } finally {
       model.engine.dispose();
-      model.model.dispose();
+      model.model?.dispose();
     }
   };
   return {

@@ -15,18 +15,16 @@
  * chunks. Padded rows are zeros with a zero target mask: images do not
  * interact in inference, so they change nothing.
  */
-import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../errors.ts';
-import { nearestNames } from '../manifest/suggest.ts';
 import { isHostImages, type EngineInfo, type GradientRequest, type Gradients, type HostImages, type LayerGradient, type ModelEngine, type ScoreOptions } from './engine.ts';
 import type { OnnxDevice } from './engine-choice.ts';
-import { activationName, isSoftmaxLayer } from './constant-weight-layers.ts';
-import { compileLayerGraph, dependsOn, producerIndex } from './layer-graph.ts';
-import { addNhwcOutputs, exportLayersModel, type ExportedGraph } from './onnx/export.ts';
+import type { EngineGraphs, ForwardGraph } from './onnx/engine-graphs.ts';
+import { addNhwcOutputs } from './onnx/export.ts';
 import { buildForwardFromValue, buildGradientGraph } from './onnx/gradient.ts';
 import { GraphBuilder } from './onnx/graph-builder.ts';
 import type { Graph } from './onnx/graph.ts';
+import { LayersModelGraphs } from './onnx/layers-model-graphs.ts';
 import { serializeGraph } from './onnx/serialize.ts';
 import { OnnxSession, type HostTensor } from './onnx/session.ts';
 
@@ -48,18 +46,6 @@ export async function releaseOnnxSessions(): Promise<void> {
   const pending = [...sessions.values()];
   sessions.clear();
   await Promise.all(pending.map((p) => p.then((compiled) => compiled.session.release(), () => {})));
-}
-
-/** What identifies a model's graphs: its topology and every weight's name, shape and values. */
-function modelFingerprint(model: tf.LayersModel): string {
-  const hash = createHash('sha256');
-  hash.update(JSON.stringify(model.toJSON(undefined, false)));
-  for (const weight of model.weights) {
-    const values = weight.read().dataSync() as Float32Array;
-    hash.update(`${weight.name}:${weight.shape.join('x')}:${weight.dtype};`);
-    hash.update(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
-  }
-  return hash.digest('hex');
 }
 
 interface Compiled {
@@ -109,15 +95,14 @@ function joinRows(parts: HostTensor[], counts: number[]): tf.Tensor {
 
 export class OnnxEngine implements ModelEngine {
   readonly info: EngineInfo;
-  readonly #model: tf.LayersModel;
+  readonly #model: EngineGraphs;
   readonly #options: OnnxEngineOptions;
-  readonly #exports = new Map<string, ExportedGraph>();
-  #fingerprint: string | undefined;
   #disposed = false;
   #finalSoftmax: boolean | undefined;
 
-  constructor(model: tf.LayersModel, options: OnnxEngineOptions) {
-    this.#model = model;
+  /** An engine on a tfjs layers-model (its graphs exported) or on any other source of graphs (an imported ONNX file). */
+  constructor(model: tf.LayersModel | EngineGraphs, options: OnnxEngineOptions) {
+    this.#model = typeof (model as EngineGraphs).fingerprint === 'function' ? (model as EngineGraphs) : new LayersModelGraphs(model as tf.LayersModel);
     this.#options = options;
     this.info = { engine: 'onnx', device: options.device, threads: options.threads };
   }
@@ -226,63 +211,38 @@ export class OnnxEngine implements ModelEngine {
   /** Frees the exported graphs; the sessions stay in the process's cache for the next engine on the same model. */
   dispose(): void {
     this.#disposed = true;
-    this.#exports.clear();
+    if (this.#model instanceof LayersModelGraphs) this.#model.clear();
   }
 
   // ------------------------------------------------------------ graphs and sessions
 
   #classes(): number {
-    const shape = this.#model.outputs[0].shape;
-    return shape.slice(1).reduce((a: number, b) => a * (b ?? 1), 1);
+    return this.#model.classes();
   }
 
   /** Whether a final softmax stays in the graph: only where asked for and the model has one, so a model without one shares its graphs. */
   #keepsSoftmax(options: ScoreOptions): boolean {
     if (options.beforeSoftmax !== false) return false;
-    this.#finalSoftmax ??= this.#computeFinalSoftmax();
+    this.#finalSoftmax ??= this.#model.finalSoftmax();
     return this.#finalSoftmax;
   }
 
-  #computeFinalSoftmax(): boolean {
-    const graph = compileLayerGraph(this.#model);
-    const producer = producerIndex(graph, graph.outputs[0]);
-    if (producer < 0) return false;
-    const layer = graph.steps[producer].layer;
-    return isSoftmaxLayer(layer) || activationName(layer) === 'softmax';
+  #export(rows: number, softmax: boolean): ForwardGraph {
+    return this.#model.forward(rows, softmax);
   }
 
-  #export(rows: number, softmax: boolean): ExportedGraph {
-    const key = `${rows}|${softmax}`;
-    let exported = this.#exports.get(key);
-    if (!exported) {
-      exported = exportLayersModel(this.#model, { batch: rows, leaveOutSoftmax: !softmax });
-      this.#exports.set(key, exported);
-    }
-    return exported;
+  /** The graph value of a layer named as the model names it; a UserError with the nearest names otherwise. */
+  #value(exported: ForwardGraph, layer: string): string {
+    return this.#model.value(exported, layer);
   }
 
-  /** The graph value of a layer named as the tfjs engine names it; a UserError with the nearest names otherwise. */
-  #value(exported: ExportedGraph, layer: string): string {
-    const value = exported.layerValues.get(layer);
-    if (value !== undefined) return value;
-    const calls = exported.layerGraph.named.get(layer);
-    if (calls !== undefined && calls.length > 1) {
-      throw new UserError(`"${layer}" names ${calls.length} layer calls in model ${this.#model.name} (a shared layer, or one name in several nested models), so its activations are ambiguous; give a nested layer as model/layer, or pick a layer called once.`);
-    }
-    const names = [...exported.layerGraph.named.keys()].sort((a, b) => a.localeCompare(b));
-    throw new UserError(`Model ${this.#model.name} has no layer named "${layer}"; nearest: ${nearestNames(layer, names).join(', ')}.`);
-  }
-
-  #reachesScore(exported: ExportedGraph, layer: string): boolean {
-    const calls = exported.layerGraph.named.get(layer);
-    if (!calls || calls.length !== 1 || calls[0].length !== 1) return true;
-    return dependsOn(exported.layerGraph, exported.layerGraph.outputs[0], calls[0][0]);
+  #reachesScore(exported: ForwardGraph, layer: string): boolean {
+    return this.#model.reachesScore(exported, layer);
   }
 
   async #compiled(graphKey: string, build: () => { graph: Graph; inputs: string[]; outputs: string[] }): Promise<Compiled> {
     if (this.#disposed) throw new Error('ONNX engine used after dispose');
-    this.#fingerprint ??= modelFingerprint(this.#model);
-    const key = `${this.#fingerprint}|${this.#options.device}|${this.#options.threads}|${graphKey}`;
+    const key = `${this.#model.fingerprint()}|${this.#options.device}|${this.#options.threads}|${graphKey}`;
     const found = sessions.get(key);
     if (found) {
       sessions.delete(key);

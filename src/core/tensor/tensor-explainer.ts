@@ -15,9 +15,10 @@ import { existsSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../errors.ts';
 import { nearestNames } from '../manifest/suggest.ts';
-import type { CamLayers, DatasetItem, ExplainContext, ExplainerPlugin, JsonSchema, LoadedModel, Params } from '../plugins/types.ts';
+import type { CamLayers, DatasetItem, ExplainContext, ExplainerPlugin, JsonSchema, LoadedModel, Params, TfjsLoadedModel } from '../plugins/types.ts';
 import type { ModelEngine } from './engine.ts';
 import { createEngine } from './engines.ts';
+import { outputsProbabilities } from './model-metric.ts';
 import { attributionFile, mapFile, previewFile } from '../stages/maps.ts';
 import { ImageBatches } from './image-batches.ts';
 import { encodeNpy } from '../io/npy.ts';
@@ -104,7 +105,7 @@ export async function resolveTargets(target: TargetParam, model: LoadedModel, in
  * A LoadedModel for a bare tfjs layers-model (no model card): layer names
  * are the tfjs names, no default CAM target, no preprocessing for images.
  */
-export function bareLoadedModel(model: tf.LayersModel, options: { classes?: string[]; preprocessing?: Preprocessing } = {}): LoadedModel {
+export function bareLoadedModel(model: tf.LayersModel, options: { classes?: string[]; preprocessing?: Preprocessing } = {}): TfjsLoadedModel {
   const classes = options.classes ?? Array.from({ length: (model.outputs[0].shape as number[]).at(-1) ?? 0 }, (_, i) => String(i));
   const camLayers = (name: string): CamLayers => {
     if (!model.layers.some((layer) => layer.name === name)) {
@@ -118,7 +119,9 @@ export function bareLoadedModel(model: tf.LayersModel, options: { classes?: stri
   // Without an architecture's recommendation, the last convolution is the conventional CAM target.
   const target = lastConv ? camLayers(lastConv) : { module: '', gradient: '', activation: '' };
   return {
+    name: model.name,
     model,
+    outputsProbabilities: outputsProbabilities(model),
     classes,
     preprocessing: options.preprocessing ?? { size: [(model.inputs[0].shape[1] as number) ?? 0, (model.inputs[0].shape[2] as number) ?? 0], normalisation: { kind: 'unit' } },
     target,
@@ -208,7 +211,7 @@ export function defineTensorExplainer<P extends Params>(spec: TensorExplainerSpe
       });
     } finally {
       model.engine.dispose();
-      model.model.dispose();
+      model.model?.dispose();
     }
   };
 

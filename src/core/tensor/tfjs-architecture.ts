@@ -15,10 +15,12 @@ import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { MissingInputError, UserError } from '../errors.ts';
-import type { ArchitecturePlugin, CamLayers, JsonSchema, LoadedModel, Params, Prediction, TrainContext, TrainingConfig } from '../plugins/types.ts';
+import type { ArchitecturePlugin, CamLayers, JsonSchema, Params, TfjsLoadedModel, Prediction, TrainContext, TrainingConfig } from '../plugins/types.ts';
 import { mixSeed, withSeededMathRandom } from '../random.ts';
 import { writeFileAtomic } from '../store/atomic.ts';
 import { createEngine } from './engines.ts';
+import { outputsProbabilities } from './model-metric.ts';
+import { predictTestImages } from './predict-images.ts';
 import { ImageBatches } from './image-batches.ts';
 import { layersModelFiles, loadLayersModel, saveLayersModel } from '../io/model-io.ts';
 import { validatePreprocessing, type Normalisation, type Preprocessing } from './preprocess.ts';
@@ -30,7 +32,6 @@ import { IMAGENET_SUFFIX, storedWeightsDir } from './weights-store.ts';
 export const MODEL_CARD = 'salgrid-model.json';
 export const TRAINED_MODEL_DIR = 'model';
 const CARD_FORMAT = 1;
-const PREDICT_BATCH = 16;
 
 /** Where a model's weights came from, recorded in its card. */
 export type PretrainedKind = 'none' | 'imagenet' | 'file';
@@ -77,10 +78,10 @@ export interface TfjsArchitectureSpec<R extends Params = Params> {
 }
 
 export interface TfjsArchitecture<R extends Params = Params> extends ArchitecturePlugin {
-  load(dir: string): Promise<LoadedModel>;
+  load(dir: string): Promise<TfjsLoadedModel>;
   trainingFiles(params: Params, training: TrainingConfig, manifestDir: string): string[];
   /** A model in memory (e.g. from importPyTorch) with its card, as explainers take it. */
-  loaded(model: tf.LayersModel, card: ModelCard): LoadedModel;
+  loaded(model: tf.LayersModel, card: ModelCard): TfjsLoadedModel;
   /** Reads a PyTorch state dict into a model with its card (for `salgrid weights import`, `predict`, `explain`). */
   importPyTorch(file: string, params: Params, options?: { inputSize?: [number, number]; classes?: string[] }): Promise<{ model: tf.LayersModel; card: ModelCard }>;
   resolve(params: Params, pretrained: PretrainedKind): R;
@@ -218,14 +219,14 @@ export function defineTfjsArchitecture<R extends Params>(spec: TfjsArchitectureS
     return { module, gradient: layer, activation: layer };
   };
 
-  const loaded = (model: tf.LayersModel, found: ModelCard): LoadedModel => {
+  const loaded = (model: tf.LayersModel, found: ModelCard): TfjsLoadedModel => {
     const target = camLayersOf(model, found.target);
     const convLayers = spec.convLayers(model);
     // The engine last: nothing after it can throw and leave it undisposed.
-    return { model, engine: createEngine(model), classes: found.classes, preprocessing: found.preprocessing, target, camLayers: (module: string) => camLayersOf(model, module), convLayers };
+    return { name: model.name, model, outputsProbabilities: outputsProbabilities(model), engine: createEngine(model), classes: found.classes, preprocessing: found.preprocessing, target, camLayers: (module: string) => camLayersOf(model, module), convLayers };
   };
 
-  const load = async (dir: string): Promise<LoadedModel> => {
+  const load = async (dir: string): Promise<TfjsLoadedModel> => {
     const folder = modelFolder(dir);
     const found = await readModelCard(folder);
     if (!found) throw new UserError(`${folder} has no ${MODEL_CARD}; it is not a model salgrid trained or imported.`);
@@ -289,19 +290,7 @@ export function defineTfjsArchitecture<R extends Params>(spec: TfjsArchitectureS
   const predict = async (ctx: { data: TrainContext['data']; modelDir: string; signal: AbortSignal; progress: TrainContext['progress'] }): Promise<Prediction[]> => {
     const loaded = await load(ctx.modelDir);
     try {
-      const images = new ImageBatches(ctx.data.test.map((item) => ctx.data.resolve(item.image)), loaded.preprocessing);
-      const predictions: Prediction[] = [];
-      await images.forEachBatch(PREDICT_BATCH, async (input, indices) => {
-        if (ctx.signal.aborted) throw ctx.signal.reason;
-        const logits = await loaded.engine.scores(input);
-        const softmax = tf.tidy(() => tf.softmax(logits));
-        logits.dispose();
-        const probabilities = softmax.arraySync() as number[][];
-        softmax.dispose();
-        indices.forEach((index, row) => predictions.push({ id: ctx.data.test[index].id, probabilities: probabilities[row] }));
-        ctx.progress(predictions.length, images.count, 'images');
-      });
-      return predictions;
+      return await predictTestImages(loaded, ctx.data, ctx.signal, ctx.progress);
     } finally {
       loaded.engine.dispose();
       loaded.model.dispose();

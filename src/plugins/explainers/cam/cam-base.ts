@@ -351,7 +351,7 @@ export function principalProjection(weighted: tf.Tensor4D, signFix: boolean): tf
 /** The shapes a CAM can use: [n, h, w, c]. */
 function asMaps(tensor: tf.Tensor, layer: string, model: LoadedModel): tf.Tensor4D {
   if (tensor.rank !== 4) {
-    throw new UserError(`Layer ${layer} of model ${model.model.name} gives [${tensor.shape.join(', ')}]; a CAM needs a convolutional layer's [n, h, w, c] output.`);
+    throw new UserError(`Layer ${layer} of model ${model.name} gives [${tensor.shape.join(', ')}]; a CAM needs a convolutional layer's [n, h, w, c] output.`);
   }
   return tensor as tf.Tensor4D;
 }

@@ -4,6 +4,7 @@
  * min-max scaled and resized, summed. Target layers do not apply.
  */
 import * as tf from '@tensorflow/tfjs';
+import { UserError } from '../../../core/errors.ts';
 import type { LoadedModel } from '../../../core/plugins/types.ts';
 import { activationName } from '../../../core/tensor/constant-weight-layers.ts';
 import { compileLayerGraph } from '../../../core/tensor/layer-graph.ts';
@@ -24,6 +25,9 @@ interface BiasFields {
 
 /** Each bias layer's name and its bias per output channel (batch norm's: β − μ·γ/√(σ²+ε), as the FullGrad paper folds it). */
 function biasSources(model: LoadedModel, warn: (message: string) => void): Array<{ name: string; bias: tf.Tensor1D }> {
+  if (!model.model) {
+    throw new UserError(`FullGrad reads the bias of every convolution and batch norm from the network's layers, which salgrid has for the models it builds but not for ${model.name}, an imported graph; use another CAM (gradcam, gradcam++, layercam…) for it.`);
+  }
   const convs = new Set(model.convLayers);
   const sources: Array<{ name: string; bias: tf.Tensor1D }> = [];
   for (const step of compileLayerGraph(model.model).steps) {
