@@ -18,6 +18,8 @@ import type { NpyArray } from '../core/io/npy.ts';
 import type { Normalisation, Preprocessing } from '../core/tensor/preprocess.ts';
 import { isStateDictFile } from '../core/io/pytorch-state-dict.ts';
 import type { ModelCard, TfjsArchitecture } from '../core/tensor/tfjs-architecture.ts';
+import type { OnnxArchitecture } from '../core/tensor/onnx-architecture.ts';
+import type { ImportedOnnxModel } from '../core/tensor/onnx/imported-model.ts';
 import { checkStoreName, storedWeightsDir, weightsStoreDir } from '../core/tensor/weights-store.ts';
 import { architectureFromOptions, cliRegistry, tfjsArchitecture, type ArchOptions } from './arch-params.ts';
 import { parseClasses, parseInputSize } from './weights.ts';
@@ -36,7 +38,10 @@ export type Inputs = { kind: 'npy'; file: string; array: NpyArray } | { kind: 'i
 
 /** A loaded model with what the CLI needs to feed and read it. */
 export interface Model {
-  model: TF.LayersModel;
+  /** The tfjs layers-model; absent for an ONNX file, which `graph` holds. */
+  model?: TF.LayersModel;
+  /** An ONNX file's model, with its card and architecture. */
+  graph?: { model: ImportedOnnxModel; card: ModelCard; plugin: OnnxArchitecture };
   classes?: string[];
   /** How images become its input; undefined for a bare tfjs model without --arch. */
   preprocessing?: Preprocessing;
@@ -119,10 +124,27 @@ function endsInSoftmax(model: TF.LayersModel): boolean {
 
 /** Where the model comes from, checked before any tensor work: a state dict with its architecture, or a tfjs model folder. */
 export type ModelSource =
+  | { kind: 'onnx'; file: string; plugin: OnnxArchitecture; params: Params; inputSize?: [number, number]; classes?: string[] }
   | { kind: 'pth'; file: string; plugin: TfjsArchitecture; params: Params; inputSize?: [number, number]; classes?: string[] }
   | { kind: 'tfjs'; folder: string; card?: ModelCard; plugin?: TfjsArchitecture; archNormalisation?: Normalisation };
 
-const MODEL_HINT = 'give a model folder or its model.json, a name from salgrid weights list, or a .pth file with --arch';
+const MODEL_HINT = 'give a model folder or its model.json, a name from salgrid weights list, a .pth file with --arch, or an .onnx file';
+
+/** The `onnx` architecture from the registry, with the --arch-param flags checked against its params. */
+async function onnxSource(file: string, options: ModelOptions, inputs: Inputs): Promise<ModelSource> {
+  if (options.arch !== undefined && options.arch !== 'onnx') {
+    throw new UserError(`--model ${options.model} is an ONNX file, which the onnx architecture reads; drop --arch ${options.arch} (its layers, CAM target and preprocessing come from --arch-param, e.g. normalize=unit, camLayer=features.12).`);
+  }
+  const registry = await cliRegistry(options.plugin ?? []);
+  const { isOnnxArchitecture } = await import('../core/tensor/onnx-architecture.ts');
+  const plugin = registry.has('architecture', 'onnx') ? registry.get('architecture', 'onnx') : undefined;
+  if (!plugin || !isOnnxArchitecture(plugin)) throw new UserError(`--model ${options.model} is an ONNX file, but no onnx architecture is registered to read it.`);
+  const { archParams } = await import('./arch-params.ts');
+  const params = archParams(plugin, options.archParam ?? []);
+  if (!existsSync(file)) throw new MissingInputError(file, 'ONNX model', 'check --model');
+  const inputSize = parseInputSize(options.inputSize) ?? (inputs.kind === 'npy' ? [inputs.array.shape[1], inputs.array.shape[2]] as [number, number] : undefined);
+  return { kind: 'onnx', file, plugin, params, inputSize, classes: parseClasses(options.classes) };
+}
 
 /**
  * Finds the model `--model` names and checks the flags that go with it. For
@@ -132,6 +154,7 @@ const MODEL_HINT = 'give a model folder or its model.json, a name from salgrid w
  */
 export async function locateModel(options: ModelOptions, inputs: Inputs, use: Use = 'predict'): Promise<ModelSource> {
   const location = options.model;
+  if (location.toLowerCase().endsWith('.onnx')) return onnxSource(path.resolve(location), options, inputs);
   if (isStateDictFile(location)) {
     if (!options.arch) {
       throw new UserError(`--model ${location} is a PyTorch state dict, which does not say which network it belongs to; add --arch <id> (and --arch-param for a custom size), or import it once with salgrid weights import.`);
@@ -182,6 +205,10 @@ export async function locateModel(options: ModelOptions, inputs: Inputs, use: Us
 }
 
 export async function loadModel(source: ModelSource): Promise<Model> {
+  if (source.kind === 'onnx') {
+    const { model, card } = await source.plugin.importOnnx(source.file, source.params, { inputSize: source.inputSize, classes: source.classes });
+    return { graph: { model, card, plugin: source.plugin }, classes: card.classes, preprocessing: card.preprocessing, softmaxOutput: model.finalSoftmax(), name: source.file, card };
+  }
   if (source.kind === 'pth') {
     const { model, card } = await source.plugin.importPyTorch(source.file, source.params, { inputSize: source.inputSize, classes: source.classes });
     return { model, classes: card.classes, preprocessing: card.preprocessing, softmaxOutput: false, name: source.file, card, plugin: source.plugin };
@@ -207,15 +234,23 @@ export async function loadModel(source: ModelSource): Promise<Model> {
  * convolution as the default CAM layer).
  */
 export async function explainableModel(model: Model): Promise<LoadedModel> {
-  if (model.card && model.plugin) return model.plugin.loaded(model.model, model.card);
+  if (model.graph) return model.graph.plugin.loaded(model.graph.model, model.graph.card);
+  const tfjsModel = tfjsModelOf(model);
+  if (model.card && model.plugin) return model.plugin.loaded(tfjsModel, model.card);
   const { bareLoadedModel } = await import('../core/tensor/tensor-explainer.ts');
-  return bareLoadedModel(model.model, { classes: model.classes, preprocessing: model.preprocessing });
+  return bareLoadedModel(tfjsModel, { classes: model.classes, preprocessing: model.preprocessing });
+}
+
+/** The model's tfjs layers-model; `use` says what needs one, for the error an ONNX file gets. */
+export function tfjsModelOf(model: Model, use = 'this command'): TF.LayersModel {
+  if (!model.model) throw new UserError(`${model.name} is an ONNX graph, which ${use} does not take; it needs a salgrid model (a model folder, a store name or a .pth with --arch).`);
+  return model.model;
 }
 
 /** Checks a .npy input against the model's fixed input size, if it has one. */
 export function checkInputShape(model: Model, inputs: Inputs, use: Use = 'predict'): void {
   if (inputs.kind !== 'npy') return;
-  const size = modelInputSize(model.model);
+  const size = model.graph ? model.graph.card.preprocessing.size : modelInputSize(tfjsModelOf(model));
   const [n, h, w] = inputs.array.shape;
   if (size && (h !== size[0] || w !== size[1])) {
     throw new UserError(

@@ -71,7 +71,7 @@ async function predict(options: PredictOptions): Promise<void> {
     checkInputShape(loaded, inputs);
     if (options.logits && loaded.softmaxOutput) throw new UserError(`${loaded.name} ends in a softmax, so its logits are not available; drop --logits to get its probabilities.`);
     const { createEngine } = await import('../core/tensor/engines.ts');
-    engine = createEngine(loaded.model);
+    engine = createEngine(loaded.graph?.model ?? loaded.model!);
     const count = inputCount(inputs);
     const rows = await predictRows(engine, loaded, inputs, batchSize, options.logits === true);
 
@@ -93,7 +93,7 @@ async function predict(options: PredictOptions): Promise<void> {
     print(`wrote ${shownPath(out)}: ${options.logits ? 'logits' : 'probabilities'} [${count}, ${classes}] (float32; rows in the order above, columns ${names.length <= 8 ? names.join(', ') : `${names.slice(0, 4).join(', ')}, … ${names[names.length - 1]}`})`);
   } finally {
     engine?.dispose();
-    loaded.model.dispose();
+    loaded.model?.dispose();
   }
 }
 

@@ -16,7 +16,7 @@ import { MissingInputError, UserError } from '../core/errors.ts';
 import { shownPath } from '../core/shown-path.ts';
 import { addArchParamOptions } from './arch-params.ts';
 import { BACKEND_HELP, parseBackend, parseThreadsHere } from './context.ts';
-import { checkInputShape, forEachInputBatch, inputCount, loadModel, locateModel, parseBatchSize, readInputs, type Inputs, type Model, type ModelOptions } from './model-inputs.ts';
+import { checkInputShape, forEachInputBatch, inputCount, loadModel, locateModel, parseBatchSize, readInputs, tfjsModelOf, type Inputs, type Model, type ModelOptions } from './model-inputs.ts';
 import { print } from './output.ts';
 import { formatParams, publishFolder } from './weights.ts';
 
@@ -102,13 +102,17 @@ async function train(options: TrainOptions): Promise<void> {
 
   const inputs = await readInputs(options.input, 'predict');
   const source = await locateModel(options, inputs, 'predict');
+  if (source.kind === 'onnx') {
+    throw new UserError(`--model ${options.model} is an ONNX graph; salgrid train fine-tunes the models salgrid builds (a model folder, a store name, or a .pth with --arch), so train this one where it was made and explain it with --model.`);
+  }
   if (toPth && source.kind === 'tfjs' && !source.card) {
     throw new UserError(`${options.model} is a bare tfjs model (no model card), so it has no torchvision state dict keys; write --out to a folder instead of a .pth.`);
   }
   const tensors = await import('../core/tensor/backend.ts');
   const backend = await tensors.initBackend(backendRequest, { threads: parseThreadsHere(options.threads) });
   if (!options.quiet) print(tensors.describeBackend(backend));
-  const loaded = await loadModel(source);
+  const loadedModel = await loadModel(source);
+  const loaded = { ...loadedModel, model: tfjsModelOf(loadedModel, 'salgrid train') };
   let x: TF.Tensor4D | undefined;
   try {
     checkInputShape(loaded, inputs, 'predict');
