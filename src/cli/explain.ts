@@ -210,7 +210,7 @@ export function registerExplain(program: Command): void {
     program
       .command('explain')
       .description("saliency maps of a model for your own inputs, outside a sweep, with any registered explainer: a preprocessed .npy [n, h, w, 3] fed as it is, or image files preprocessed as the model's card says")
-      .requiredOption('--model <model>', 'a model folder or its model.json, a name from `salgrid weights list`, or a PyTorch .pth/.pt with --arch')
+      .requiredOption('--model <model>', 'a model folder or its model.json, a name from `salgrid weights list`, a PyTorch .pth/.pt with --arch, or an .onnx file (any CNN from torch.onnx.export; --arch-param sets the onnx architecture’s normalize, layout, camLayer)')
       .requiredOption('--input <paths...>', 'a .npy [n, h, w, 3] (NHWC float32, fed as it is), or image files and folders (every image in them, sorted by name)')
       .requiredOption('--method <id>', 'the explainer, e.g. gradcam, scorecam, integrated-gradients (see salgrid info)')
       .requiredOption('--out <file.npy | folder>', 'a .npy path for one float32 array [inputs, h, w]; a folder (existing, ending in /, or any path not ending in .npy) for one .npy and one JET overlay .png per input')
@@ -218,8 +218,8 @@ export function registerExplain(program: Command): void {
       .option('--target <class>', 'class to explain: predicted (the default: the argmax logit), a class index or a class name')
       .option('--param <key=value>', "an explainer param, value in YAML (e.g. steps=25, eigenSmooth=true); repeatable", collect)
       .option('--arch <id>', 'the architecture of a .pth model (or of a bare tfjs model, for its preprocessing)')
-      .option('--classes <names>', 'class names of a .pth model, comma-separated in output order')
-      .option('--input-size <n>', 'input side in pixels for a .pth model and image inputs (default 224; a .npy sets it)')
+      .option('--classes <names>', 'class names of a .pth or .onnx model, comma-separated in output order')
+      .option('--input-size <n>', 'input side in pixels for a .pth model (or an .onnx one exported with a dynamic size) and image inputs (default 224; a .npy sets it)')
       .option('--batch-size <n>', `inputs per explainer call (default ${DEFAULT_BATCH}; explainers may split them further)`)
       .option('--backend <name>', BACKEND_HELP)
       .option('--threads <n>', 'intra-op threads of the onnx engine (default: every core)'),
