@@ -17,7 +17,10 @@ import { after, before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { readNpy, type NpyArray } from '../src/core/io/npy.ts';
 import type { Params } from '../src/core/plugins/types.ts';
+import { loadLayersModel } from '../src/core/io/model-io.ts';
+import { exportLayersModel } from '../src/core/tensor/onnx/export.ts';
 import { GraphBuilder } from '../src/core/tensor/onnx/graph-builder.ts';
+import { bareLoadedModel } from '../src/core/tensor/tensor-explainer.ts';
 import { serializeGraph } from '../src/core/tensor/onnx/serialize.ts';
 import { releaseOnnxSessions } from '../src/core/tensor/onnx-engine.ts';
 import { attributionMaps, type AttributionExplainer } from '../src/plugins/explainers/attribution/attribution-base.ts';
@@ -117,6 +120,40 @@ describe('ONNX models from torch.onnx.export: raw attributions against Captum 0.
       }
     });
   }
+});
+
+describe('an NHWC ONNX graph (layout: nhwc): the tiny-cnn fixture as salgrid exports it for its engine', () => {
+  before(() => useEngine('onnx:cpu'));
+  after(() => releaseOnnxSessions());
+  it('logits, activations at a layer and input gradients equal the tfjs model on the onnx engine', async () => {
+    const tiny = path.join(ROOT, 'test', 'fixtures', 'golden', 'tiny-cnn');
+    const source = bareLoadedModel(await loadLayersModel(tiny));
+    const file = out('tiny-nhwc.onnx');
+    // The engine's own graph: NHWC input, layers' outputs named by their paths.
+    writeFileSync(file, serializeGraph(exportLayersModel(source.model, { batch: 1, leaveOutSoftmax: true }).graph, { valueInfo: false }));
+    const { model, card } = await onnxArchitecture.importOnnx(file, { layout: 'nhwc', normalize: 'unit', camLayer: 'relu3' }, {});
+    const imported = onnxArchitecture.loaded(model, card);
+    const inputs = await readNpy(path.join(tiny, 'inputs.npy'));
+    const input = tf.tensor4d(inputs.data as Float32Array, inputs.shape as [number, number, number, number]);
+    try {
+      const [mine, theirs] = await Promise.all([imported, source].map((m) => m.engine.gradients(input, [0, 1, 2, 3], { layers: ['relu3'], input: true })));
+      for (const [what, a, b] of [
+        ['logits', await imported.engine.scores(input), await source.engine.scores(input)],
+        ['relu3 activations', mine.layers[0].activations, theirs.layers[0].activations],
+        ['relu3 gradients', mine.layers[0].gradients, theirs.layers[0].gradients],
+        ['input gradients', mine.input!, theirs.input!],
+      ] as [string, tf.Tensor, tf.Tensor][]) {
+        assert.deepEqual(a.shape, b.shape, what);
+        const { error, scale } = largestError(a.dataSync(), b.dataSync());
+        assert.ok(error <= 1e-5 * scale, `${what}: ${error} > 1e-5 × ${scale}`);
+      }
+    } finally {
+      input.dispose();
+      imported.engine.dispose();
+      source.engine.dispose();
+      source.model.dispose();
+    }
+  });
 });
 
 describe('an ONNX graph with an op that has no backward rule', () => {
