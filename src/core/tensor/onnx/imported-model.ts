@@ -180,9 +180,10 @@ export class ImportedOnnxModel implements EngineGraphs {
     const value = modules.get(layer) ?? (graph.values.has(layer) && !graph.initializers.has(layer) ? layer : undefined);
     if (value !== undefined) return value;
     const names = [...modules.keys()];
+    const values = graph.nodes.flatMap((node) => node.outputs.filter((name) => (graph.values.get(name)?.shape.length ?? 0) === 4));
     const hint = names.length > 0
       ? `nearest module paths: ${nearestNames(layer, names).join(', ')}`
-      : 'its node names carry no module scopes, so give an ONNX value name (salgrid inspect lists them)';
+      : `its node names carry no module scopes, so give an ONNX value name; nearest 4-D values: ${nearestNames(layer, values).join(', ')}`;
     throw new UserError(`Model ${this.name} has no layer "${layer}"; ${hint}.`);
   }
 
