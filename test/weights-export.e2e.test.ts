@@ -156,11 +156,11 @@ print(json.dumps(worst))
     for (const [folder, diff] of Object.entries(worst)) assert.ok(diff <= 1e-4, `${folder}: max |logit − golden| is ${diff} after the round trip through salgrid`);
   });
 
-  it('answers mistakes in one line: a non-.pth output, a bare tfjs model, a missing model', async () => {
+  it('answers mistakes in one line: another kind of output, a bare tfjs model, a missing model', async () => {
     const family = FAMILIES[0];
     const { pth, dir } = golden(family)!;
     const params = family.params(readConfig(dir)).flatMap((p) => ['--arch-param', p]);
-    mistake(await salgrid('weights', 'export', pth, path.join(work, 'x.onnx'), '--arch', family.arch, ...params), /must end in \.pth or \.pt; got .*x\.onnx/);
+    mistake(await salgrid('weights', 'export', pth, path.join(work, 'x.safetensors'), '--arch', family.arch, ...params), /must end in \.pth, \.pt or \.onnx; got .*x\.safetensors/);
     mistake(await salgrid('weights', 'export', path.join(ROOT, 'test', 'fixtures', 'golden', 'tiny-cnn'), path.join(work, 'tiny.pth')), /is a bare tfjs model \(no model card\), so which torchvision architecture/);
     mistake(await salgrid('weights', 'export', 'no-such-entry', path.join(work, 'none.pth')), /no-such-entry is neither a file or folder here nor a name in the weights store/);
     mistake(await salgrid('weights', 'export', pth, path.join(work, 'missing-folder', 'x.pth'), '--arch', family.arch, ...params), /missing-folder/);

@@ -10,6 +10,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { MissingInputError, UserError, isUserError } from '../core/errors.ts';
 import type { Params } from '../core/plugins/types.ts';
+import type { Normalisation } from '../core/tensor/preprocess.ts';
 import type { ModelCard, TfjsArchitecture } from '../core/tensor/tfjs-architecture.ts';
 import { checkStoreName, storedWeightsDir, weightsStoreDir } from '../core/tensor/weights-store.ts';
 import { addArchParamOptions, architectureFromOptions, type ArchOptions } from './arch-params.ts';
@@ -159,6 +160,15 @@ async function importWeights(archId: string, file: string, options: ImportOption
   }
 }
 
+/** The onnx architecture's params that run an exported file as the model ran: its class names and normalisation where they are not the defaults. */
+function onnxParamsHint(file: string, classes: readonly string[] | undefined, normalisation: Normalisation | undefined, imagenet: Normalisation): string {
+  const params = [`file: ${file}`];
+  if (classes && classes.some((name, i) => name !== String(i))) params.push(`classes: ${JSON.stringify(classes)}`);
+  if (normalisation?.kind === 'unit') params.push('normalize: unit');
+  else if (normalisation && JSON.stringify(normalisation) !== JSON.stringify(imagenet)) params.push(`normalize: { mean: ${JSON.stringify(normalisation.mean)}, std: ${JSON.stringify(normalisation.std)} }`);
+  return `{ ${params.join(', ')} }`;
+}
+
 interface ExportOptions extends ArchOptions {
   inputSize?: string;
   classes?: string;
@@ -166,36 +176,56 @@ interface ExportOptions extends ArchOptions {
 }
 
 /**
- * `salgrid weights export <model> <file.pth>`: a store entry, a model folder
- * (a trained model from a run's cache too) or a .pth with --arch, written as
- * a torchvision state dict that `load_state_dict(strict=True)` takes.
+ * `salgrid weights export <model> <file.pth | file.onnx>`: a store entry, a
+ * model folder (a trained model from a run's cache too) or a .pth with --arch,
+ * written as a torchvision state dict that `load_state_dict(strict=True)`
+ * takes, or as an ONNX model in the form torch.onnx.export gives (any tfjs
+ * model, a bare one too: the graph carries its own architecture).
  */
 async function exportWeights(location: string, file: string, options: ExportOptions): Promise<void> {
   const out = path.resolve(file);
-  if (!/\.(pth|pt)$/i.test(out)) throw new UserError(`salgrid weights export writes a PyTorch state dict, so the output file must end in .pth or .pt; got ${file}.`);
+  const onnx = /\.onnx$/i.test(out);
+  if (!onnx && !/\.(pth|pt)$/i.test(out)) throw new UserError(`salgrid weights export writes a PyTorch state dict (.pth or .pt) or an ONNX model (.onnx), so the output file must end in .pth, .pt or .onnx; got ${file}.`);
   if (!existsSync(path.dirname(out))) throw new MissingInputError(path.dirname(out), 'Output folder', 'create it first, or write the file elsewhere');
   const backendRequest = parseBackend(options.backend) ?? 'auto';
   const { locateModel, loadModel } = await import('./model-inputs.ts');
-  // No inputs: nothing to preprocess, so locateModel refuses no bare model; export needs a card, checked here.
+  // No inputs: nothing to preprocess, so locateModel refuses no bare model; a state dict needs a card, checked here.
   const source = await locateModel({ ...options, model: location }, { kind: 'images', files: [] }, 'explain');
-  if (source.kind === 'tfjs' && !source.card) {
-    throw new UserError(`${location} is a bare tfjs model (no model card), so which torchvision architecture its weights belong to is unknown; export a model salgrid built or imported (a weights-store name, a trained model's folder), or give its .pth with --arch.`);
+  if (!onnx && source.kind === 'tfjs' && !source.card) {
+    throw new UserError(`${location} is a bare tfjs model (no model card), so which torchvision architecture its weights belong to is unknown; export a model salgrid built or imported (a weights-store name, a trained model's folder), or give its .pth with --arch; or write it as an ONNX model (a file ending in .onnx), which needs no architecture.`);
   }
   const tensors = await import('../core/tensor/backend.ts');
   print(tensors.describeBackend(await tensors.initBackend(backendRequest)));
-  const { exportTorchWeights } = await import('../core/tensor/torch-weights.ts');
-  const { batchesTrackedOf } = await import('../core/tensor/tfjs-architecture.ts');
-  const { writeStateDict } = await import('../core/io/pytorch-state-dict-write.ts');
   const loaded = await loadModel(source);
   try {
-    const entries = exportTorchWeights(loaded.model, { numBatchesTracked: batchesTrackedOf(loaded.card) });
+    const model = loaded.model;
+    if (!model) {
+      throw new UserError(`${location} is an ONNX graph, not a salgrid model, so salgrid has no weights of its own to export; ${onnx ? 'use the file as it is' : 'export the tfjs model it came from, or convert it to PyTorch with other tools'}.`);
+    }
+    const card = loaded.card;
+    const what = card ? `${card.architecture.id} (${formatParams(card.architecture.params)})` : 'a tfjs model without a model card';
+    if (onnx) {
+      const { exportOnnxFile, ONNX_INPUT, ONNX_OUTPUT, ONNX_BATCH } = await import('../core/tensor/onnx/export-file.ts');
+      const { writeFileAtomic } = await import('../core/store/atomic.ts');
+      const { IMAGENET_NORMALISATION } = await import('../core/tensor/preprocess.ts');
+      const written = exportOnnxFile(model);
+      await writeFileAtomic(out, written.bytes);
+      const [channels, height, width] = written.input;
+      print(`exported ${loaded.name}: ${what}, ${written.classes} classes, input ${height}×${width}, ${written.nodes} nodes (${written.constants.toLocaleString('en-US')} constant values)`);
+      print(`  to ${out}: an ONNX model (opset ${written.opset}, IR ${written.irVersion}), input "${ONNX_INPUT}" NCHW [${ONNX_BATCH}, ${channels}, ${height}, ${width}] → output "${ONNX_OUTPUT}" [${ONNX_BATCH}, ${written.classes}] for any batch size ${ONNX_BATCH}, nodes named by torch module scope`);
+      print(`  in salgrid: model onnx with params ${onnxParamsHint(path.basename(out), loaded.classes, loaded.preprocessing?.normalisation, IMAGENET_NORMALISATION)}`);
+      return;
+    }
+    const { exportTorchWeights } = await import('../core/tensor/torch-weights.ts');
+    const { batchesTrackedOf } = await import('../core/tensor/tfjs-architecture.ts');
+    const { writeStateDict } = await import('../core/io/pytorch-state-dict-write.ts');
+    const entries = exportTorchWeights(model, { numBatchesTracked: batchesTrackedOf(loaded.card) });
     await writeStateDict(out, entries);
     const values = entries.reduce((sum, e) => sum + e.data.length, 0);
-    const card = loaded.card!;
-    print(`exported ${loaded.name}: ${card.architecture.id} (${formatParams(card.architecture.params)}), ${card.classes.length} classes, ${entries.length} tensors (${values.toLocaleString('en-US')} values)`);
+    print(`exported ${loaded.name}: ${what}, ${card!.classes.length} classes, ${entries.length} tensors (${values.toLocaleString('en-US')} values)`);
     print(`  to ${out}: a torchvision state dict; in PyTorch, model.load_state_dict(torch.load(path)) on the same architecture and number of classes`);
   } finally {
-    loaded.model.dispose();
+    loaded.model?.dispose();
   }
 }
 
@@ -241,7 +271,7 @@ export function registerWeights(program: Command): void {
   addArchParamOptions(
     weights
       .command('export <model> <file>')
-      .description('write a model (a weights-store name, a model folder, a trained model in a run’s cache, or a .pth with --arch) as a PyTorch state dict (.pth) that torchvision’s model loads with load_state_dict(strict=True)')
+      .description('write a model (a weights-store name, a model folder, a trained model in a run’s cache, or a .pth with --arch) as a PyTorch state dict (.pth) that torchvision’s model loads with load_state_dict(strict=True), or as an ONNX model (.onnx: NCHW input, logits output, dynamic batch) for ONNX Runtime and salgrid’s onnx architecture')
       .option('--arch <id>', 'the architecture of a .pth --model')
       .option('--classes <names>', 'class names of a .pth --model, comma-separated')
       .option('--input-size <n>', 'side of the square input of a .pth --model (default 224)')

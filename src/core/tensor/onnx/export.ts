@@ -81,6 +81,8 @@ export interface ExportedGraph {
   readonly layouts: ReadonlyMap<string, Layout>;
   /** The layer graph the export walked, for resolving and suggesting layer names. */
   readonly layerGraph: LayerGraph;
+  /** The path (LayerStep.path) of the layer each node of graph.nodes computes, by node index; undefined for nodes of no layer (the input's Transpose, a final Flatten of a score map). */
+  readonly nodeLayers: readonly (string | undefined)[];
 }
 
 /** tfjs layer names of the built-in architectures are torch module paths with '.' → '_'; a nested path keeps its '/'. */
@@ -532,10 +534,12 @@ export function exportLayersModel(model: tf.LayersModel, options: ExportOptions)
   const producer = outputProducer >= 0 ? layerGraph.steps[outputProducer].layer : undefined;
   const unsoftmaxed = leaveOutSoftmax && producer !== undefined && (isSoftmaxLayer(producer) || activationName(producer) === 'softmax') ? outputProducer : -1;
 
+  const nodeLayers: (string | undefined)[] = builder.nodes.map(() => undefined);
   layerGraph.steps.forEach((step, i) => {
     if (step.outputs.length !== 1) throw new UserError(`Layer ${step.path} (${step.layer.getClassName()}) has ${step.outputs.length} outputs; the ONNX engine exports single-output layers only.`);
     const xs = step.inputs.map((key) => values.get(key) as string);
     const value = exporter.layer(step, xs, valueName(step.path), i === unsoftmaxed);
+    while (nodeLayers.length < builder.nodes.length) nodeLayers.push(step.path);
     const layout = layoutOf(value);
     checkShape(step, builder.shape(value), layout);
     layouts.set(value, layout);
@@ -558,7 +562,7 @@ export function exportLayersModel(model: tf.LayersModel, options: ExportOptions)
   }
   builder.addOutput(output);
   keepPadsBeforePoolsExact(builder);
-  return { graph: builder.build(), input, output, layerValues, layouts, layerGraph };
+  return { graph: builder.build(), input, output, layerValues, layouts, layerGraph, nodeLayers };
 }
 
 function intsAttribute(node: GraphNode, name: string): readonly number[] | undefined {
