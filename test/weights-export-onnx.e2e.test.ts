@@ -92,7 +92,7 @@ const CASES: Case[] = [
     size: 64,
     classes: 4,
     original: () => densenet.load(denseFolder),
-    modules: ['features.norm5', 'features.transition3', 'features.denseblock1.denselayer2.conv2'],
+    modules: ['features.norm5', 'features.transition3', 'features.denseblock4', 'features.denseblock1.denselayer2.conv2'],
     node: '/features/features.norm5/BatchNormalization',
   },
 ];

@@ -42,6 +42,9 @@ const TO_NHWC = [0, 2, 3, 1];
 /** Ops whose 4-D output is NCHW whatever their input. */
 const NCHW_OPS = new Set(['Conv', 'ConvTranspose', 'MaxPool', 'AveragePool', 'LpPool', 'GlobalAveragePool', 'GlobalMaxPool', 'GlobalLpPool', 'BatchNormalization', 'InstanceNormalization', 'LRN']);
 
+/** Ops that may rearrange values between axes: a 4-D result keeps its input's layout only at the same shape. */
+const RESHAPING_OPS = new Set(['Reshape', 'Flatten', 'Squeeze', 'Unsqueeze', 'Expand', 'Tile', 'DepthToSpace', 'SpaceToDepth', 'Gather', 'MatMul', 'Gemm']);
+
 const samePerm = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((v, i) => v === b[i]);
 
 /** Each value's layout, from the input's, through the graph. */
@@ -60,9 +63,13 @@ function followLayouts(graph: Graph, input: string, inputLayout: Layout): Map<st
           if (samePerm(perm, [0, 1, 2, 3])) layout = from;
           else if (from === 'nchw' && samePerm(perm, TO_NHWC)) layout = 'flat';
           else if (from === 'flat' && samePerm(perm, TO_NCHW)) layout = 'nchw';
-        } else {
-          // Element-wise ops, reshapes that keep the rank: the layout of a 4-D input of the same shape.
+        } else if (RESHAPING_OPS.has(node.op)) {
+          // A reshape keeps the layout only where it keeps the shape.
           const source = node.inputs.find((name) => name !== '' && layouts.has(name) && samePerm(shape(name), shape(out)));
+          layout = source !== undefined ? (layouts.get(source) as Layout) : 'flat';
+        } else {
+          // Element-wise ops, Concat, Pad, Slice, Split, Resize: the layout of their first 4-D input.
+          const source = node.inputs.find((name) => name !== '' && shape(name).length === 4 && layouts.has(name));
           layout = source !== undefined ? (layouts.get(source) as Layout) : 'flat';
         }
       }
