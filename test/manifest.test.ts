@@ -126,3 +126,38 @@ describe('grid expansion', () => {
     assert.match(problem, /\/explainers\/1: this entry repeats explainer "difference"/);
   });
 });
+
+describe('trained: on a model entry', () => {
+  const withTrained = (trained: string, folds = '') => `name: demo
+dataset:
+  source: points
+  params: { dir: data }
+${folds}models:
+  - id: centroid
+    trained: ${trained}
+`;
+
+  it('resolves per model variant, with where it is written for errors found at plan time', () => {
+    const manifest = resolve(withTrained('"models/{model}/fold{fold}.bin"'));
+    assert.deepEqual(manifest.models[0].trained, { pattern: 'models/{model}/fold{fold}.bin', pointer: '/models/0/trained', where: 'm.yaml:7:14' });
+    assert.deepEqual((manifest.data.models as unknown[])[0], { id: 'centroid', label: 'centroid', params: { rate: 0.5, delayMs: 0 }, trained: 'models/{model}/fold{fold}.bin' });
+  });
+
+  it('needs {fold} when the sweep has several folds, at the trained: field', () => {
+    const [problem] = problems(withTrained('models/centroid.bin'));
+    assert.match(problem, /^m\.yaml:7:14: \/models\/0\/trained: "models\/centroid\.bin" names one file for all 5 folds, but each fold has its own model; add \{fold\} \(the 1-based fold number\), e\.g\. models\/centroid-fold\{fold\}\.bin$/);
+    // One fold: one file is enough.
+    assert.equal(resolve(withTrained('models/centroid.bin', 'folds: { k: 5, only: [2] }\n')).models[0].trained?.pattern, 'models/centroid.bin');
+  });
+
+  it('names an unknown placeholder, once, with the closest known one', () => {
+    const found = problems(withTrained('"models/{folds}.bin"'));
+    assert.equal(found.length, 1, found.join('\n'));
+    assert.match(found[0], /^m\.yaml:7:14: \/models\/0\/trained: unknown placeholder \{folds\} in "models\/\{folds\}\.bin"; did you mean \{fold\}\? \(trained: takes \{fold\}, the 1-based fold number, and \{model\}, this entry’s label\)$/);
+  });
+
+  it('belongs to model entries only', () => {
+    const [problem] = problems(`${base}explainers:\n  - { id: difference, trained: "x{fold}" }\n`);
+    assert.match(problem, /^m\.yaml:7:\d+: \/explainers\/0\/trained: unknown field "trained"/);
+  });
+});

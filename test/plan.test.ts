@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { resolveManifest } from '../src/core/manifest/resolve.ts';
+import { ManifestSource } from '../src/core/manifest/source.ts';
+import { buildPlan, type Plan } from '../src/core/plan/planner.ts';
+import { Registry } from '../src/core/plugins/registry.ts';
+import { Store } from '../src/core/store/store.ts';
+import fixtures from './fixtures/plugins/points.ts';
 import { cli, fixtureManifest, makePointsDataset, tempDir } from './helpers.ts';
 
 const range = (n: number, scale = 1) => `[${Array.from({ length: n }, (_, i) => (i + 1) * scale).join(', ')}]`;
@@ -59,5 +65,90 @@ describe('planner', () => {
     assert.ok(!scores.some((c) => c.explainer === 'difference[power=2]' && c.metric === 'zeroing'));
     assert.ok(!scores.some((c) => c.fold === 3 && c.explainer === 'difference[power=1]'));
     assert.equal(plan.tasks.filter((t) => t.stage === 'explain').length, 5);
+  });
+});
+
+describe('planner: models trained elsewhere (trained:)', () => {
+  const registry = new Registry();
+  for (const plugin of fixtures) registry.register(plugin, 'fixture');
+
+  /** A points project with one model file per fold (a tfjs model folder for fold 3); the manifest's lines 10 and 13 hold the trained: fields. */
+  function project(): string {
+    const dir = tempDir();
+    makePointsDataset(path.join(dir, 'data'));
+    mkdirSync(path.join(dir, 'models/fold3'), { recursive: true });
+    writeFileSync(path.join(dir, 'models/fold1.pth'), 'weights of fold 1');
+    writeFileSync(path.join(dir, 'models/fold2.pth'), 'weights of fold 2');
+    writeFileSync(path.join(dir, 'models/fold3/model.json'), JSON.stringify({ modelTopology: {}, weightsManifest: [{ paths: ['weights.bin'], weights: [] }] }));
+    writeFileSync(path.join(dir, 'models/fold3/weights.bin'), 'weights of fold 3');
+    return dir;
+  }
+
+  async function plan(dir: string, epochs = 3): Promise<Plan> {
+    const text = `name: imported
+dataset:
+  source: points
+  params: { dir: data }
+folds: { k: 3 }
+training: { epochs: ${epochs} }
+models:
+  - id: centroid
+    name: file
+    trained: models/fold{fold}.pth
+  - id: centroid
+    name: folder
+    trained: "models/fold{fold}"
+explainers: [difference]
+metrics: [mass]
+exclude:
+  - { model: file, fold: 3 }
+  - { model: folder, fold: 1 }
+  - { model: folder, fold: 2 }
+`;
+    const manifest = resolveManifest(ManifestSource.parse(path.join(dir, 'm.yaml'), text), registry);
+    return buildPlan(manifest, registry, new Store(path.join(dir, 'runs', 'cache')));
+  }
+
+  const imports = (p: Plan) => p.tasks.filter((t) => t.stage === 'train');
+  const keysOf = (p: Plan, stage: string) => p.tasks.filter((t) => t.stage === stage).map((t) => t.key);
+
+  it('imports instead of training: labelled as imports, keyed by each fold’s files and not by training:', async () => {
+    const dir = project();
+    const before = await plan(dir);
+    assert.equal(before.missingData, undefined);
+    assert.deepEqual(imports(before).map((t) => t.label), ['import file fold 1', 'import file fold 2', 'import folder fold 3']);
+    assert.deepEqual(imports(before).map((t) => t.material.files?.map(([file]) => file)), [['models/fold1.pth'], ['models/fold2.pth'], ['models/fold3/model.json', 'models/fold3/weights.bin']]);
+    assert.deepEqual(imports(before).map((t) => t.material.params), [1, 2, 3].map((fold) => ({ model: { id: 'centroid', params: { rate: 0.5, delayMs: 0 } }, imageSize: [224, 224], fold, trained: fold < 3 ? `models/fold${fold}.pth` : 'models/fold3' })));
+
+    const longer = await plan(dir, 50);
+    assert.deepEqual(keysOf(longer, 'train'), keysOf(before, 'train'), 'training.epochs does not key an import');
+    assert.deepEqual(keysOf(longer, 'score'), keysOf(before, 'score'), 'nor anything downstream of it');
+
+    writeFileSync(path.join(dir, 'models/fold2.pth'), 'fold 2 trained again');
+    writeFileSync(path.join(dir, 'models/fold3/weights.bin'), 'fold 3 trained again');
+    const after = await plan(dir);
+    assert.deepEqual(
+      keysOf(after, 'train').map((key, i) => key === keysOf(before, 'train')[i]),
+      [true, false, false],
+      'a new file re-imports its fold alone (a tfjs model’s weights file included)',
+    );
+  });
+
+  it('says which fold’s file is missing, at the trained: field, before anything runs', async () => {
+    const dir = project();
+    rmSync(path.join(dir, 'models/fold2.pth'));
+    const { missingData } = await plan(dir);
+    assert.equal(missingData, `${path.join(dir, 'm.yaml')}:10:14: /models/0/trained: no trained model of file for fold 2: models/fold2.pth (${path.join(dir, 'models/fold2.pth')}) does not exist; put each fold's model there, or fix the path.`);
+    rmSync(path.join(dir, 'models/fold3/weights.bin'));
+    rmSync(path.join(dir, 'models/fold1.pth'));
+    const second = await plan(dir);
+    assert.match(second.missingData!, /:10:14: \/models\/0\/trained: no trained model of file for fold 1 \(nor for fold 2\): models\/fold1\.pth/);
+  });
+
+  it('names a tfjs model’s missing weights file at its model’s trained: field', async () => {
+    const dir = project();
+    rmSync(path.join(dir, 'models/fold3/weights.bin'));
+    const { missingData } = await plan(dir);
+    assert.match(missingData!, /m\.yaml:13:14: \/models\/1\/trained: the trained model of folder for fold 3 cannot be read: Weights file listed in .*model\.json not found: .*weights\.bin/);
   });
 });

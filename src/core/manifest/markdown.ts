@@ -22,6 +22,9 @@ function rows(schema: JsonSchema, prefix: string, out: string[]): void {
     const fallback = property.default !== undefined ? `\`${JSON.stringify(property.default)}\`` : required.has(name) ? 'required' : '';
     out.push(`| \`${path}\` | ${typeOf(property)} | ${fallback} | ${cell(String(property.description ?? ''))} |`);
     if (property.type === 'object' && property.properties) rows(property, path, out);
+    // A list of plugin entries: the fields of an entry written as a mapping ({ id, params, … }).
+    const entry = (property.items as JsonSchema | undefined)?.else as JsonSchema | undefined;
+    if (property.type === 'array' && entry?.properties) rows(entry, `${path}[]`, out);
   }
 }
 

@@ -7,6 +7,7 @@ import { emptyAxisProblems, expandAxes, findAxes, labelVariants } from './grid.t
 import { PLUGIN_LISTS, manifestSchema } from './schema.ts';
 import { ManifestSource, manifestError, type ManifestProblem } from './source.ts';
 import { closest } from './suggest.ts';
+import { trainedProblems, type TrainedModels } from './trained.ts';
 import type { SlurmConfig } from '../exec/slurm/config.ts';
 import type { BackendRequest } from '../tensor/backend-names.ts';
 import type { DecisionConfig } from '../report/decision.ts';
@@ -29,6 +30,8 @@ export interface Variant {
   params: Params;
   /** Where the entry is in the manifest. */
   pointer: string;
+  /** Models only: fold models trained elsewhere, imported instead of trained. */
+  trained?: TrainedModels;
 }
 
 export interface ExcludeRule {
@@ -113,12 +116,19 @@ export function resolveManifest(source: ManifestSource, registry: Registry): Res
   for (const [i, fold] of (folds.only ?? []).entries()) {
     if (typeof fold === 'number' && fold > folds.k) problems.push({ pointer: `/folds/only/${i}`, message: `fold ${fold} does not exist with k = ${folds.k}; use 1…${folds.k}` });
   }
+  const foldCount = Array.isArray(folds.only) ? new Set(folds.only).size : folds.k;
+  for (const model of variants.models) {
+    if (!model.trained) continue;
+    model.trained.where = source.where(model.trained.pointer);
+    // An entry with grid axes gives several variants of one pattern: one report per entry.
+    if (variants.models.find((other) => other.pointer === model.pointer) === model) problems.push(...trainedProblems(model.trained.pattern, model.trained.pointer, foldCount));
+  }
 
   if (problems.length > 0) throw manifestError(source, problems);
 
   const resolvedData = structuredClone(data);
   for (const section of Object.keys(PLUGIN_LISTS)) {
-    resolvedData[section] = variants[section].map((v) => ({ id: v.id, label: v.label, params: v.params }));
+    resolvedData[section] = variants[section].map((v) => ({ id: v.id, label: v.label, params: v.params, ...(v.trained ? { trained: v.trained.pattern } : {}) }));
   }
   if (dataset.variants.length > 1) (resolvedData.dataset as Record<string, unknown>).variants = dataset.variants;
   return {
@@ -149,6 +159,7 @@ interface Entry {
   id: string;
   name?: string;
   params: Params;
+  trained?: string;
 }
 
 function expandSection(list: unknown, section: string, kind: PluginKind, registry: Registry, problems: ManifestProblem[]): Variant[] {
@@ -172,6 +183,7 @@ function expandSection(list: unknown, section: string, kind: PluginKind, registr
         name: entry.name,
         params: variant.params,
         pointer,
+        ...(typeof entry.trained === 'string' ? { trained: { pattern: entry.trained, pointer: `${pointer}/trained`, where: '' } } : {}),
         propertyOrder: Object.keys((plugin.params.properties ?? {}) as object),
       });
     }
@@ -187,7 +199,7 @@ function expandSection(list: unknown, section: string, kind: PluginKind, registr
       return;
     }
     seen.set(label, draft.pointer);
-    variants.push({ kind: draft.kind, id: draft.id, version: draft.version, label, params: draft.params, pointer: draft.pointer });
+    variants.push({ kind: draft.kind, id: draft.id, version: draft.version, label, params: draft.params, pointer: draft.pointer, ...(draft.trained ? { trained: draft.trained } : {}) });
   });
   return variants;
 }

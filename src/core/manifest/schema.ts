@@ -10,19 +10,29 @@ export const PLUGIN_LISTS = { models: 'architecture', explainers: 'explainer', m
 
 const integer = (minimum: number, fallback: number, description: string) => ({ type: 'integer', minimum, default: fallback, description });
 
+/** `trained:` on a model entry: fold models made elsewhere, imported instead of trained. */
+export const TRAINED_SCHEMA = {
+  type: 'string',
+  minLength: 1,
+  description:
+    'Fold models trained outside salgrid, imported instead of trained: a path relative to the manifest with {fold} (the 1-based fold number) and optionally {model} (this entry’s label), e.g. models/{model}/fold{fold}.pth. A built-in architecture takes a PyTorch state dict (.pth, .pt) or a tfjs model.json (or its folder), onnx an .onnx file. Each fold’s file keys its task by content; training: does not apply.',
+};
+
 function pluginEntry(kind: PluginKind, idSchema: JsonSchema): JsonSchema {
+  const trained = kind === 'architecture';
   return {
     type: ['string', 'object'],
-    description: `A ${kind} plugin: its id, or { id, params, name }.`,
+    description: `${/^[aeiou]/.test(kind) ? 'An' : 'A'} ${kind} plugin: its id, or { id, params, name${trained ? ', trained' : ''} }.`,
     if: { type: 'string' },
     then: idSchema,
     else: {
       required: ['id'],
       additionalProperties: false,
       properties: {
-        id: idSchema,
+        id: { ...idSchema, description: `The ${kind} plugin's id.` },
         name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._+-]*$', description: 'Label of this entry in tables and charts (default: the id plus the params that tell its variants apart).' },
         params: { type: 'object', default: {}, description: `Params of the ${kind}; a list where the param takes no list, or { grid: [...] }, makes a grid axis.` },
+        ...(trained ? { trained: TRAINED_SCHEMA } : {}),
       },
     },
   };
@@ -246,7 +256,7 @@ export function manifestSchema(registry?: Registry): JsonSchema {
           classWeights: { type: 'boolean', default: false, description: 'Weight the loss by inverse class frequency.' },
         },
       },
-      models: entries('architecture', 'CNN architectures to train on every fold (none: a data-only sweep that indexes, splits and reports the folds).', 0),
+      models: entries('architecture', 'CNN architectures to train on every fold, or to import fold by fold where an entry says trained: (none: a data-only sweep that indexes, splits and reports the folds).', 0),
       explainers: entries('explainer', 'Saliency methods applied to every trained model.', 0),
       metrics: entries('metric', 'Measures applied to every saliency map.', 0),
       exclude: {

@@ -1,8 +1,11 @@
+import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { MissingInputError, isUserError } from '../errors.ts';
+import { layersModelFiles } from '../io/model-io.ts';
 import type { DatasetVariant } from '../manifest/dataset.ts';
 import type { ExcludeRule, ResolvedManifest, Variant } from '../manifest/resolve.ts';
 import { matchesDataset, matchesVariant } from '../manifest/resolve.ts';
+import { trainedPath } from '../manifest/trained.ts';
 import type { Registry } from '../plugins/registry.ts';
 import { DEFAULT_CHART_RANK, type ChartPlugin, type FileRecord, type PluginKind, type TrainingConfig } from '../plugins/types.ts';
 import { hashFiles } from '../store/file-hashes.ts';
@@ -82,6 +85,7 @@ export async function buildPlan(manifest: ResolvedManifest, registry: Registry, 
   }
   const trainingFiles = new Map<string, [string, string][]>();
   for (const model of manifest.models) {
+    if (model.trained) continue; // imported, not trained: training.pretrained does not apply
     const plugin = registry.get('architecture', model.id);
     try {
       const paths = plugin.trainingFiles?.(model.params, manifest.training as unknown as TrainingConfig, manifest.dir) ?? [];
@@ -93,7 +97,9 @@ export async function buildPlan(manifest: ResolvedManifest, registry: Registry, 
   }
   const paramFiles = await variantParamFiles(manifest, registry, path.join(store.root, '.file-hashes.json'));
   missingData ??= paramFiles.missing;
-  const tasks = expandTasks(manifest, registry, (_, i) => files[i], trainingFiles, paramFiles.files);
+  const trained = await trainedModelFiles(manifest, path.join(store.root, '.file-hashes.json'));
+  missingData ??= trained.missing;
+  const tasks = expandTasks(manifest, registry, (_, i) => files[i], trainingFiles, paramFiles.files, trained.files);
   markCached(tasks, store);
   return {
     name: manifest.name,
@@ -128,6 +134,65 @@ async function variantParamFiles(manifest: ResolvedManifest, registry: Registry,
   return { files, missing };
 }
 
+/**
+ * The files of each fold's model that `trained:` names, hashed like the data
+ * files, by `trainedKey(label, fold)`: they key that fold's import task. A
+ * missing one is the plan's missing data, located at the `trained:` field.
+ */
+async function trainedModelFiles(manifest: ResolvedManifest, memoFile: string): Promise<{ files: Map<string, [string, string][]>; missing?: string }> {
+  const files = new Map<string, [string, string][]>();
+  let missing: string | undefined;
+  for (const model of manifest.models) {
+    if (!model.trained) continue;
+    const { pattern, where, pointer } = model.trained;
+    const absent: { fold: number; file: string }[] = [];
+    for (const fold of sweepFolds(manifest)) {
+      if (manifest.dataset.variants.every((dataset) => excluded(manifest.exclude, { fold }, { dataset, model }))) continue;
+      const file = trainedPath(pattern, model.label, fold);
+      const full = path.resolve(manifest.dir, file);
+      if (!existsSync(full)) {
+        absent.push({ fold, file });
+        continue;
+      }
+      try {
+        files.set(trainedKey(model.label, fold), relativeFiles(await hashFiles(modelFiles(full), memoFile), manifest.dir));
+      } catch (error) {
+        if (!isUserError(error)) throw error;
+        missing ??= `${where}: ${pointer}: the trained model of ${model.label} for fold ${fold} cannot be read: ${error.message}`;
+      }
+    }
+    if (absent.length > 0) {
+      const [first, ...more] = absent;
+      const others = more.length > 0 ? ` (nor for fold${more.length > 1 ? 's' : ''} ${more.map((a) => a.fold).join(', ')})` : '';
+      missing ??= `${where}: ${pointer}: no trained model of ${model.label} for fold ${first.fold}${others}: ${first.file} (${path.resolve(manifest.dir, first.file)}) does not exist; put each fold's model there, or fix the path.`;
+    }
+  }
+  return { files, missing };
+}
+
+/**
+ * A tfjs model (its folder, its model.json, or a train artifact holding it
+ * in model/) is model.json and the weights files it lists; any other model
+ * (a state dict, an .onnx) is its one file.
+ */
+function modelFiles(file: string): string[] {
+  if (file.endsWith('.json')) return layersModelFiles(file);
+  if (!statSync(file).isDirectory()) return [file];
+  const inArtifact = path.join(file, 'model');
+  return layersModelFiles(existsSync(path.join(inArtifact, 'model.json')) ? inArtifact : file);
+}
+
+/** The key of one fold's trained model files in the map `expandTasks` takes. */
+export function trainedKey(model: string, fold: number): string {
+  return `${model} fold ${fold}`;
+}
+
+/** The folds the sweep runs, 1-based. */
+function sweepFolds(manifest: Pick<ResolvedManifest, 'folds'>): number[] {
+  const { k, only } = manifest.folds;
+  return only ?? Array.from({ length: k }, (_, i) => i + 1);
+}
+
 export function markCached(tasks: Task[], store: Store): void {
   const published = new Map<Stage, Set<string>>();
   for (const stage of STAGES) published.set(stage, store.listKeys(stage));
@@ -154,6 +219,7 @@ export function expandTasks(
   files: DatasetFiles,
   trainingFiles = new Map<string, [string, string][]>(),
   paramFiles = new Map<string, [string, string][]>(),
+  trainedFiles = new Map<string, [string, string][]>(),
 ): Task[] {
   const tasks: Task[] = [];
   const add = (stage: Stage, pool: Pool, label: string, cell: Cell, plugin: Task['plugin'], params: unknown, refs: Partial<Record<Stage, string>>, extraInputs: string[] = [], fileList?: [string, string][]) => {
@@ -168,7 +234,7 @@ export function expandTasks(
   const pluginOf = (v: { kind: PluginKind; id: string; version: string }) => ({ kind: v.kind, id: v.id, version: v.version });
 
   const { k, seed, stratify, validation } = manifest.folds;
-  const folds = manifest.folds.only ?? Array.from({ length: k }, (_, i) => i + 1);
+  const folds = sweepFolds(manifest);
   const { imageSize, training } = { imageSize: manifest.dataset.imageSize, training: manifest.training };
   const cells: (Cell & { key: string; stage: Stage })[] = [];
   const explains: (Cell & { key: string })[] = [];
@@ -205,8 +271,11 @@ export function expandTasks(
         if (excluded(manifest.exclude, { fold }, { dataset, model })) continue;
         const at = `${model.label}${suffix} fold ${fold}`;
         const base = { index: index.key, split: split.key };
-        // Pretrained weights key the train task by content, as data files key the index.
-        const train = add('train', 'gpu', `train ${at}`, { ...on, model: model.label, fold }, pluginOf(model), { model: modelRef, training, imageSize, fold }, base, [], trainingFiles.get(model.label));
+        // Pretrained weights key the train task by content, as data files key the index. A model
+        // trained elsewhere is imported instead: keyed by its fold's files, not by training:.
+        const train = model.trained
+          ? add('train', 'gpu', `import ${at}`, { ...on, model: model.label, fold }, pluginOf(model), { model: modelRef, imageSize, fold, trained: trainedPath(model.trained.pattern, model.label, fold) }, base, [], trainedFiles.get(trainedKey(model.label, fold)))
+          : add('train', 'gpu', `train ${at}`, { ...on, model: model.label, fold }, pluginOf(model), { model: modelRef, training, imageSize, fold }, base, [], trainingFiles.get(model.label));
         const predict = add('predict', 'gpu', `predict ${at}`, { ...on, model: model.label, fold }, pluginOf(model), { model: modelRef, imageSize, fold }, { ...base, train: train.key });
         cells.push({ key: train.key, stage: 'train', ...on, model: model.label, fold });
         cells.push({ key: predict.key, stage: 'predict', ...on, model: model.label, fold });

@@ -136,6 +136,17 @@ export interface TrainContext<P = Params> extends TaskContext<P> {
   training: TrainingConfig;
 }
 
+/**
+ * What `importTrained` gets: a train task's context without `training:`,
+ * which does not key an import (changing epochs must not re-import), plus
+ * the fold's model file.
+ */
+export interface ImportContext<P = Params> extends TaskContext<P> {
+  data: FoldData;
+  /** Absolute path of this fold's model as `trained:` names it: a file, or a folder (a tfjs model's). */
+  file: string;
+}
+
 export interface PredictContext<P = Params> extends TaskContext<P> {
   data: FoldData;
   modelDir: string;
@@ -191,6 +202,15 @@ export interface ArchitecturePlugin<P = Params> extends PluginInfo {
   kind: 'architecture';
   /** Trains on `data.train` (validating on `data.val`) and writes the model into `ctx.out`. */
   train(ctx: TrainContext<P>): Promise<void>;
+  /**
+   * Imports a fold's model trained outside salgrid (the model entry's
+   * `trained:` file) into `ctx.out` in the layout `train` writes, so
+   * predict, load and everything downstream read it unchanged. Checks the
+   * model against the fold's data (a head of one output per class) and
+   * throws a UserError naming the file where it does not fit. Without it,
+   * `trained:` cannot be used with this architecture.
+   */
+  importTrained?(ctx: ImportContext<P>): Promise<void>;
   /** Class probabilities for `data.test`. */
   predict(ctx: PredictContext<P>): Promise<Prediction[]>;
   /** Loads the model a train task wrote (its artifact folder); architectures that explainers can use provide it. */

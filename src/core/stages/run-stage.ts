@@ -69,9 +69,16 @@ export async function runStage(task: Task, env: StageEnv, out: string): Promise<
       return { folds: split.folds.length };
     }
     case 'train': {
-      const p = params as unknown as ModelParams & { training: TrainingConfig };
+      const p = params as unknown as ModelParams & { training: TrainingConfig; trained?: string };
       const plugin = env.registry.get('architecture', p.model.id);
       const data = foldData(input('index'), input('split'), p.fold, p.imageSize, env.manifestDir);
+      if (p.trained !== undefined) {
+        // A model trained elsewhere (`trained:`): imported into the same artifact layout a train task writes.
+        if (!plugin.importTrained) throw new UserError(`Architecture ${p.model.id} cannot import models trained elsewhere, so its trained: cannot be used; remove trained: to train it here, or use a built-in architecture or onnx.`);
+        const file = path.resolve(env.manifestDir, p.trained);
+        await plugin.importTrained({ ...context(p.model.params), data, file });
+        return { fold: p.fold, imported: path.basename(file) };
+      }
       await plugin.train({ ...context(p.model.params), data, training: p.training });
       return { fold: p.fold, trainImages: data.train.length, valImages: data.val.length };
     }

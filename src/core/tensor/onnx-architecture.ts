@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { MissingInputError, UserError } from '../errors.ts';
-import type { ArchitecturePlugin, CamLayers, JsonSchema, LoadedModel, Params, Prediction, TrainContext, TrainingConfig } from '../plugins/types.ts';
+import type { ArchitecturePlugin, CamLayers, ImportContext, JsonSchema, LoadedModel, Params, Prediction, TrainContext, TrainingConfig } from '../plugins/types.ts';
 import { writeFileAtomic } from '../store/atomic.ts';
 import { createEngine } from './engines.ts';
 import { ImportedOnnxModel, type InputLayout } from './onnx/imported-model.ts';
@@ -130,7 +130,7 @@ export function defineOnnxArchitecture(spec: { id: string; version: string; desc
   };
 
   /** Imports `file` into the task's model folder, checked against the fold's classes. */
-  const importInto = async (ctx: TrainContext, file: string): Promise<void> => {
+  const importInto = async (ctx: Pick<TrainContext, 'params' | 'data' | 'out' | 'warn'>, file: string): Promise<void> => {
     const p = resolveOnnxParams(ctx.params);
     const bytes = await readFile(file);
     const inputSize = inputSizeOf(bytes, file, p, ctx.data.imageSize);
@@ -146,6 +146,12 @@ export function defineOnnxArchitecture(spec: { id: string; version: string; desc
 
   const train = async (ctx: TrainContext): Promise<void> => {
     await importInto(ctx, modelFile(resolveOnnxParams(ctx.params), ctx.manifestDir));
+  };
+
+  /** A fold's own .onnx (`trained:`), imported as `train` imports the file param's. */
+  const importTrained = async (ctx: ImportContext): Promise<void> => {
+    if (!existsSync(ctx.file)) throw new MissingInputError(ctx.file, `ONNX model of fold ${ctx.data.fold}`, 'check trained: in the manifest');
+    await importInto(ctx, ctx.file);
   };
 
   const predict = async (ctx: { data: TrainContext['data']; modelDir: string; signal: AbortSignal; progress: TrainContext['progress'] }): Promise<Prediction[]> => {
@@ -173,6 +179,7 @@ export function defineOnnxArchitecture(spec: { id: string; version: string; desc
     description: spec.description,
     params: spec.params,
     train,
+    importTrained,
     predict,
     load,
     loaded,

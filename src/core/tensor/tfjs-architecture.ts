@@ -14,8 +14,9 @@ import { existsSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import stringify from 'safe-stable-stringify';
 import { MissingInputError, UserError } from '../errors.ts';
-import type { ArchitecturePlugin, CamLayers, JsonSchema, Params, TfjsLoadedModel, Prediction, TrainContext, TrainingConfig } from '../plugins/types.ts';
+import type { ArchitecturePlugin, CamLayers, ImportContext, JsonSchema, Params, TfjsLoadedModel, Prediction, TrainContext, TrainingConfig } from '../plugins/types.ts';
 import { mixSeed, withSeededMathRandom } from '../random.ts';
 import { writeFileAtomic } from '../store/atomic.ts';
 import { createEngine } from './engines.ts';
@@ -79,6 +80,7 @@ export interface TfjsArchitectureSpec<R extends Params = Params> {
 
 export interface TfjsArchitecture<R extends Params = Params> extends ArchitecturePlugin {
   load(dir: string): Promise<TfjsLoadedModel>;
+  importTrained(ctx: ImportContext): Promise<void>;
   trainingFiles(params: Params, training: TrainingConfig, manifestDir: string): string[];
   /** A model in memory (e.g. from importPyTorch) with its card, as explainers take it. */
   loaded(model: tf.LayersModel, card: ModelCard): TfjsLoadedModel;
@@ -287,6 +289,60 @@ export function defineTfjsArchitecture<R extends Params>(spec: TfjsArchitectureS
     }
   };
 
+  /**
+   * A fold's model trained elsewhere (`trained:`): a PyTorch state dict, or
+   * a tfjs model whose weights are copied into this architecture built with
+   * the entry's params (so they must fit it, layer by layer), written as a
+   * train task writes its model.
+   */
+  const importTrained = async (ctx: ImportContext): Promise<void> => {
+    const folder = path.join(ctx.out, TRAINED_MODEL_DIR);
+    if (existsSync(path.join(folder, MODEL_CARD))) return; // finished before a kill, not yet published
+    const { data, file } = ctx;
+    const fromTorch = isStateDictFile(file);
+    const source = fromTorch ? undefined : modelFolder(file);
+    const sourceCard = source ? await readModelCard(source) : undefined;
+    // As the model was made: a model salgrid trained from scratch resolves as `none` (GoogLeNet's transformInput).
+    const made = sourceCard?.origin.trained as { pretrained?: string } | undefined;
+    const params = spec.resolve(ctx.params, made ? pretrainedKind(made.pretrained) : 'file');
+    if (sourceCard && sourceCard.architecture.id === spec.id && stringify(sourceCard.architecture.params) !== stringify(params)) {
+      throw new UserError(`${file} is a ${spec.id} made with params ${stringify(sourceCard.architecture.params)}, but this model entry resolves to ${stringify(params)}; give the entry the params the model was made with.`);
+    }
+    const named = sourceCard?.classes.some((name, i) => name !== String(i));
+    if (sourceCard && named && sourceCard.classes.join('\n') !== data.classes.join('\n')) {
+      throw new UserError(`${file} was made for the classes ${sourceCard.classes.join(', ')}, but the dataset's are ${data.classes.join(', ')}; the predictions would be scored against the wrong labels, so give the model of fold ${data.fold} trained on these classes, in this order.`);
+    }
+    let tracked = batchesTrackedOf(sourceCard);
+    let model: tf.LayersModel;
+    if (fromTorch) {
+      const state = await readStateDict(file);
+      model = spec.fromStateDict(state, params, data.imageSize);
+      tracked = batchesTrackedIn(state);
+    } else {
+      const loaded = await loadLayersModel(source!);
+      try {
+        checkHead(loaded, file, data);
+        model = withSeededMathRandom(0, () => spec.build(params, data.classes.length, data.imageSize));
+        try {
+          // Every layer, the head included: the model as it was trained, in this entry's configuration.
+          transferWeights(loaded, model, '', `in ${file}`);
+        } catch (error) {
+          model.dispose();
+          throw error;
+        }
+      } finally {
+        loaded.dispose();
+      }
+    }
+    try {
+      checkHead(model, file, data);
+      const origin = { imported: path.basename(file), fold: data.fold, ...(tracked > 0 ? { batchesTracked: tracked } : {}) };
+      await saveModelWithCard(model, card(params, data.classes, data.imageSize, origin), folder);
+    } finally {
+      model.dispose();
+    }
+  };
+
   const predict = async (ctx: { data: TrainContext['data']; modelDir: string; signal: AbortSignal; progress: TrainContext['progress'] }): Promise<Prediction[]> => {
     const loaded = await load(ctx.modelDir);
     try {
@@ -319,6 +375,7 @@ export function defineTfjsArchitecture<R extends Params>(spec: TfjsArchitectureS
     description: spec.description,
     params: spec.params,
     train,
+    importTrained,
     predict,
     load,
     loaded,
@@ -332,6 +389,14 @@ export function defineTfjsArchitecture<R extends Params>(spec: TfjsArchitectureS
 }
 
 export { IMAGENET_SUFFIX };
+
+/** A UserError unless the model has one output per class of the fold's data. */
+function checkHead(model: tf.LayersModel, file: string, data: ImportContext['data']): void {
+  const outputs = (model.outputs[0].shape as number[])[1];
+  if (outputs !== data.classes.length) {
+    throw new UserError(`${file} holds a ${outputs}-class head, but the dataset has ${data.classes.length} classes (${data.classes.join(', ')}); give the model of fold ${data.fold} trained on this dataset's classes.`);
+  }
+}
 
 /** The side of a square input; torchvision-shaped builders take one number. */
 export function squareSide(inputSize: [number, number], architecture: string): number {
