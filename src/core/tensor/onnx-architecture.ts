@@ -13,6 +13,7 @@ import { MissingInputError, UserError } from '../errors.ts';
 import type { ArchitecturePlugin, CamLayers, ImportContext, JsonSchema, LoadedModel, Params, Prediction, TrainContext, TrainingConfig } from '../plugins/types.ts';
 import { writeFileAtomic } from '../store/atomic.ts';
 import { createEngine } from './engines.ts';
+import { undifferentiableOps } from './onnx/gradient.ts';
 import { ImportedOnnxModel, type InputLayout } from './onnx/imported-model.ts';
 import { readOnnxModel } from './onnx/read-model.ts';
 import { predictTestImages } from './predict-images.ts';
@@ -138,6 +139,11 @@ export function defineOnnxArchitecture(spec: { id: string; version: string; desc
     const card = cardFor(model, file, p, inputSize, p.classes ?? ctx.data.classes, { imported: path.basename(file), fold: ctx.data.fold });
     if (p.classes && p.classes.join('\n') !== ctx.data.classes.join('\n')) {
       throw new UserError(`${file}: the classes param (${p.classes.join(', ')}) differs from the dataset's classes (${ctx.data.classes.join(', ')}); the predictions would be scored against the wrong labels. Drop classes or list the dataset's in the head's order.`);
+    }
+    const blocked = undifferentiableOps(model.forward(1, false).graph);
+    if (blocked.length > 0) {
+      const listed = blocked.slice(0, 3).map((entry) => `${entry.op} (node ${entry.node})`).join(', ');
+      ctx.warn(`${path.basename(file)} has ops the ONNX engine cannot differentiate — ${listed}${blocked.length > 3 ? ', …' : ''} — so gradient-based explainers (Grad-CAM and its kin, saliency, integrated gradients, …) fail where their gradient crosses them; forward-only ones (occlusion, ScoreCAM, AblationCAM) and the metrics still run.`);
     }
     const folder = path.join(ctx.out, TRAINED_MODEL_DIR);
     await writeFileAtomic(path.join(folder, ONNX_MODEL_FILE), bytes);
