@@ -125,6 +125,11 @@ describe('grid expansion', () => {
     const [problem] = problems(`${base}explainers: [difference, difference]\n`);
     assert.match(problem, /\/explainers\/1: this entry repeats explainer "difference"/);
   });
+
+  it('rejects an entry that is another one under a new name (its tasks would be the same tasks)', () => {
+    const [problem] = problems(`${base}explainers:\n  - difference\n  - { id: difference, name: again }\n`);
+    assert.match(problem, /\/explainers\/1: this entry is explainer "difference" again under another name \(same id and params\)/);
+  });
 });
 
 describe('trained: on a model entry', () => {

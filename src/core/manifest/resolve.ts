@@ -1,4 +1,5 @@
 import path from 'node:path';
+import stringify from 'safe-stable-stringify';
 import type { Registry } from '../plugins/registry.ts';
 import type { JsonSchema, Params, PluginKind, TrainingConfig } from '../plugins/types.ts';
 import { createAjv, problemsFromAjv, type ValidateFunction } from './ajv.ts';
@@ -190,6 +191,8 @@ function expandSection(list: unknown, section: string, kind: PluginKind, registr
   });
   const labels = labelVariants(drafts);
   const seen = new Map<string, string>();
+  // Entries that differ only by name would plan the very same tasks twice (same keys).
+  const sameWork = new Map<string, string>();
   const variants: Variant[] = [];
   drafts.forEach((draft, i) => {
     const label = labels[i];
@@ -198,6 +201,13 @@ function expandSection(list: unknown, section: string, kind: PluginKind, registr
       problems.push({ pointer: draft.pointer, message: `this entry repeats ${section.slice(0, -1)} "${label}" of ${previous}; remove it, or give it a different name: or params` });
       return;
     }
+    const work = stringify([draft.id, draft.params, draft.trained?.pattern ?? null]) ?? '';
+    const twin = sameWork.get(work);
+    if (twin !== undefined) {
+      problems.push({ pointer: draft.pointer, message: `this entry is ${section.slice(0, -1)} "${twin}" again under another name (same id and params${draft.trained ? ' and trained:' : ''}), so it would compute the very same tasks; remove it, or change its params` });
+      return;
+    }
+    sameWork.set(work, label);
     seen.set(label, draft.pointer);
     variants.push({ kind: draft.kind, id: draft.id, version: draft.version, label, params: draft.params, pointer: draft.pointer, ...(draft.trained ? { trained: draft.trained } : {}) });
   });
