@@ -5,6 +5,7 @@ import { describe, it } from 'node:test';
 import { resolveManifest } from '../src/core/manifest/resolve.ts';
 import { ManifestSource } from '../src/core/manifest/source.ts';
 import { buildPlan, type Plan } from '../src/core/plan/planner.ts';
+import { onnxArchitecture } from '../src/plugins/architectures/onnx.ts';
 import { Registry } from '../src/core/plugins/registry.ts';
 import { Store } from '../src/core/store/store.ts';
 import fixtures from './fixtures/plugins/points.ts';
@@ -65,6 +66,25 @@ describe('planner', () => {
     assert.ok(!scores.some((c) => c.explainer === 'difference[power=2]' && c.metric === 'zeroing'));
     assert.ok(!scores.some((c) => c.fold === 3 && c.explainer === 'difference[power=1]'));
     assert.equal(plan.tasks.filter((t) => t.stage === 'explain').length, 5);
+  });
+});
+
+describe('planner: an architecture that only imports (onnx with its file param)', () => {
+  it('plans imports, keyed by the file and not by training:', async () => {
+    const registry = new Registry();
+    for (const plugin of [...fixtures, onnxArchitecture]) registry.register(plugin, 'fixture');
+    const dir = tempDir();
+    makePointsDataset(path.join(dir, 'data'));
+    writeFileSync(path.join(dir, 'model.onnx'), 'an exported network');
+    const plan = (epochs: number) => {
+      const text = `name: onnx\ndataset:\n  source: points\n  params: { dir: data }\nfolds: { k: 2 }\ntraining: { epochs: ${epochs} }\nmodels:\n  - { id: onnx, params: { file: model.onnx } }\nexplainers: [difference]\nmetrics: [mass]\n`;
+      return buildPlan(resolveManifest(ManifestSource.parse(path.join(dir, 'm.yaml'), text), registry), registry, new Store(path.join(dir, 'runs', 'cache')));
+    };
+    const [short, long] = [await plan(3), await plan(50)];
+    const trains = (p: Plan) => p.tasks.filter((t) => t.stage === 'train');
+    assert.deepEqual(trains(short).map((t) => t.label), ['import onnx fold 1', 'import onnx fold 2']);
+    assert.deepEqual(trains(long).map((t) => t.key), trains(short).map((t) => t.key), 'training.epochs does not key it');
+    assert.deepEqual(trains(short)[0].material.files?.map(([file]) => file), ['model.onnx'], 'the file does');
   });
 });
 

@@ -273,8 +273,12 @@ export function expandTasks(
         const base = { index: index.key, split: split.key };
         // Pretrained weights key the train task by content, as data files key the index. A model
         // trained elsewhere is imported instead: keyed by its fold's files, not by training:.
+        // An architecture that only imports a given model (onnx with its file param) is not keyed by training: either.
+        const importsOnly = registry.get('architecture', model.id).importsOnly === true;
         const train = model.trained
           ? add('train', 'gpu', `import ${at}`, { ...on, model: model.label, fold }, pluginOf(model), { model: modelRef, imageSize, fold, trained: trainedPath(model.trained.pattern, model.label, fold) }, base, [], trainedFiles.get(trainedKey(model.label, fold)))
+          : importsOnly
+          ? add('train', 'gpu', `import ${at}`, { ...on, model: model.label, fold }, pluginOf(model), { model: modelRef, imageSize, fold }, base, [], trainingFiles.get(model.label))
           : add('train', 'gpu', `train ${at}`, { ...on, model: model.label, fold }, pluginOf(model), { model: modelRef, training, imageSize, fold }, base, [], trainingFiles.get(model.label));
         const predict = add('predict', 'gpu', `predict ${at}`, { ...on, model: model.label, fold }, pluginOf(model), { model: modelRef, imageSize, fold }, { ...base, train: train.key });
         cells.push({ key: train.key, stage: 'train', ...on, model: model.label, fold });

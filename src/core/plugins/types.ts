@@ -200,6 +200,12 @@ export type TfjsLoadedModel = LoadedModel & { model: LayersModel };
 
 export interface ArchitecturePlugin<P = Params> extends PluginInfo {
   kind: 'architecture';
+  /**
+   * The architecture trains nothing: its `train` imports the model its
+   * params name (the onnx architecture's file), so `training:` does not key
+   * its tasks and plans call them imports.
+   */
+  importsOnly?: boolean;
   /** Trains on `data.train` (validating on `data.val`) and writes the model into `ctx.out`. */
   train(ctx: TrainContext<P>): Promise<void>;
   /**

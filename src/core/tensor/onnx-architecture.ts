@@ -184,6 +184,7 @@ export function defineOnnxArchitecture(spec: { id: string; version: string; desc
     version: spec.version,
     description: spec.description,
     params: spec.params,
+    importsOnly: true,
     train,
     importTrained,
     predict,
