@@ -10,13 +10,13 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { MissingInputError, UserError } from '../errors.ts';
-import type { ArchitecturePlugin, CamLayers, ImportContext, JsonSchema, LoadedModel, Params, Prediction, TrainContext, TrainingConfig } from '../plugins/types.ts';
+import type { ArchitecturePlugin, CamLayers, ImportContext, JsonSchema, LoadedModel, Params, TrainContext, TrainingConfig } from '../plugins/types.ts';
 import { writeFileAtomic } from '../store/atomic.ts';
 import { createEngine } from './engines.ts';
 import { undifferentiableOps } from './onnx/gradient.ts';
 import { ImportedOnnxModel, type InputLayout } from './onnx/imported-model.ts';
 import { readOnnxModel } from './onnx/read-model.ts';
-import { predictTestImages } from './predict-images.ts';
+import { predictStage } from './predict-images.ts';
 import { IMAGENET_NORMALISATION, type Normalisation } from './preprocess.ts';
 import { MODEL_CARD, TRAINED_MODEL_DIR, readModelCard, type ModelCard } from './tfjs-architecture.ts';
 
@@ -160,14 +160,7 @@ export function defineOnnxArchitecture(spec: { id: string; version: string; desc
     await importInto(ctx, ctx.file);
   };
 
-  const predict = async (ctx: { data: TrainContext['data']; modelDir: string; signal: AbortSignal; progress: TrainContext['progress'] }): Promise<Prediction[]> => {
-    const model = await load(ctx.modelDir);
-    try {
-      return await predictTestImages(model, ctx.data, ctx.signal, ctx.progress);
-    } finally {
-      model.engine.dispose();
-    }
-  };
+  const predict = predictStage(load);
 
   const importOnnx: OnnxArchitecture['importOnnx'] = async (file, rawParams, options = {}) => {
     const p = resolveOnnxParams(rawParams);

@@ -4,7 +4,7 @@
  * engine, preprocessed as the model says.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { FoldData, LoadedModel, Prediction } from '../plugins/types.ts';
+import type { ArchitecturePlugin, FoldData, LoadedModel, Prediction } from '../plugins/types.ts';
 import { ImageBatches } from './image-batches.ts';
 
 const PREDICT_BATCH = 16;
@@ -21,4 +21,17 @@ export async function predictTestImages(loaded: LoadedModel, data: FoldData, sig
     progress(predictions.length, images.count, 'images');
   });
   return predictions;
+}
+
+/** An architecture's predict stage: the model its train task wrote, loaded with `load`, over the fold's test images; freed after. */
+export function predictStage(load: (dir: string) => Promise<LoadedModel>): ArchitecturePlugin['predict'] {
+  return async (ctx) => {
+    const loaded = await load(ctx.modelDir);
+    try {
+      return await predictTestImages(loaded, ctx.data, ctx.signal, ctx.progress);
+    } finally {
+      loaded.engine.dispose();
+      loaded.model?.dispose();
+    }
+  };
 }

@@ -16,12 +16,12 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import stringify from 'safe-stable-stringify';
 import { MissingInputError, UserError } from '../errors.ts';
-import type { ArchitecturePlugin, CamLayers, ImportContext, JsonSchema, Params, TfjsLoadedModel, Prediction, TrainContext, TrainingConfig } from '../plugins/types.ts';
+import type { ArchitecturePlugin, CamLayers, ImportContext, JsonSchema, Params, TfjsLoadedModel, TrainContext, TrainingConfig } from '../plugins/types.ts';
 import { mixSeed, withSeededMathRandom } from '../random.ts';
 import { writeFileAtomic } from '../store/atomic.ts';
 import { createEngine } from './engines.ts';
 import { outputsProbabilities } from './model-metric.ts';
-import { predictTestImages } from './predict-images.ts';
+import { predictStage } from './predict-images.ts';
 import { ImageBatches } from './image-batches.ts';
 import { layersModelFiles, loadLayersModel, saveLayersModel } from '../io/model-io.ts';
 import { validatePreprocessing, type Normalisation, type Preprocessing } from './preprocess.ts';
@@ -343,15 +343,7 @@ export function defineTfjsArchitecture<R extends Params>(spec: TfjsArchitectureS
     }
   };
 
-  const predict = async (ctx: { data: TrainContext['data']; modelDir: string; signal: AbortSignal; progress: TrainContext['progress'] }): Promise<Prediction[]> => {
-    const loaded = await load(ctx.modelDir);
-    try {
-      return await predictTestImages(loaded, ctx.data, ctx.signal, ctx.progress);
-    } finally {
-      loaded.engine.dispose();
-      loaded.model.dispose();
-    }
-  };
+  const predict = predictStage(load);
 
   const importPyTorch: TfjsArchitecture['importPyTorch'] = async (file, rawParams, options = {}) => {
     const params = spec.resolve(rawParams, 'file');
