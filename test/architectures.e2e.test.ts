@@ -52,11 +52,11 @@ describe('architectures end to end', () => {
         'folds: { k: 3, seed: 1, stratify: true, validation: 0.15 }',
         'training: { epochs: 15, batchSize: 8, seed: 1, augment: { flip: horizontal }, optimizer: { adam: { learningRate: 0.001 } } }',
         'models: [small-cnn]',
-        'execution: { backend: wasm }',
+        'execution: { backend: onnx:cpu }',
         '',
       ].join('\n'),
     );
-    // Training three folds takes minutes on a busy 2-core machine.
+    // Trained on the default engine; three folds take a minute or two on a busy 2-core machine.
     const result = cli(['run', 'accuracy.yaml'], dir, {}, 900_000);
     assert.equal(result.code, 0, result.stderr + result.stdout);
     const summary = readJson<{ model: string; accuracy: number; folds: number }[]>(path.join(dir, 'runs/accuracy/results/classification-summary.json'));
@@ -91,7 +91,7 @@ describe('architectures end to end', () => {
   });
 
   it('starts from a PyTorch state dict under a fresh head, and keys the train task on the file’s contents', () => {
-    const dir = project(sweep({ training: `{ epochs: 1, batchSize: 4, pretrained: ${JSON.stringify(MOBILENET_PTH)} }`, models: '  - { id: mobilenet-v2, params: { widthMult: 0.5 } }', backend: 'cpu' }));
+    const dir = project(sweep({ training: `{ epochs: 1, batchSize: 4, pretrained: ${JSON.stringify(MOBILENET_PTH)} }`, models: '  - { id: mobilenet-v2, params: { widthMult: 0.5 } }', backend: 'onnx:cpu' }));
     const plan = cli(['plan', 'sweep.yaml', '--json'], dir);
     assert.equal(plan.code, 0, plan.stderr);
     const train = (JSON.parse(plan.stdout) as { tasks: { stage: string; files?: [string, string][] }[] }).tasks.find((t) => t.stage === 'train');
@@ -103,7 +103,7 @@ describe('architectures end to end', () => {
   });
 
   it('pretrained weights for another configuration are one clear error', () => {
-    const dir = project(sweep({ training: `{ epochs: 1, batchSize: 4, pretrained: ${JSON.stringify(MOBILENET_PTH)} }`, models: '  - { id: mobilenet-v2, params: { widthMult: 0.35 } }', backend: 'cpu' }));
+    const dir = project(sweep({ training: `{ epochs: 1, batchSize: 4, pretrained: ${JSON.stringify(MOBILENET_PTH)} }`, models: '  - { id: mobilenet-v2, params: { widthMult: 0.35 } }', backend: 'onnx:cpu' }));
     const result = cli(['run', 'sweep.yaml'], dir);
     assert.notEqual(result.code, 0);
     assert.match(result.stderr + result.stdout, /widthMult=0\.5/);
