@@ -193,3 +193,39 @@ describe('an ONNX graph with an op that has no backward rule', () => {
     mistake(gradcam, /cannot differentiate Softsign \(node \/act\/Softsign\)/);
   });
 });
+
+describe('an ONNX graph exported for one batch size', () => {
+  before(() => useEngine('onnx:cpu'));
+  after(() => releaseOnnxSessions());
+  it('runs at that batch size, and at another one says the export fixed it, in one sentence', async () => {
+    // x.view(1, -1) as torch.onnx.export writes it without dynamic_axes: a Reshape to a constant [1, 4].
+    const b = new GraphBuilder('fixed');
+    const x = b.addInput('input', [1, 3, 8, 8]);
+    const w = b.float32('conv.weight', Float32Array.from({ length: 4 * 3 }, (_, i) => Math.sin(i)), [4, 3, 1, 1]);
+    const conv = b.node('Conv', [x, w], [{ name: '/conv/Conv_output_0', shape: [1, 4, 8, 8] }], undefined, '/conv/Conv')[0];
+    const pooled = b.node('GlobalAveragePool', [conv], [{ name: '/pool/GlobalAveragePool_output_0', shape: [1, 4, 1, 1] }], undefined, '/pool/GlobalAveragePool')[0];
+    const flat = b.node('Reshape', [pooled, b.int64('shape', [1, 4])], [{ name: '/Reshape_output_0', shape: [1, 4] }], undefined, '/Reshape')[0];
+    const dense = b.float32('fc.weight', Float32Array.from({ length: 8 }, (_, i) => Math.cos(i)), [2, 4]);
+    b.addOutput(b.node('Gemm', [flat, dense], [{ name: 'logits', shape: [1, 2] }], { transB: { int: 1 } }, '/fc/Gemm')[0]);
+    const file = out('fixed-batch.onnx');
+    writeFileSync(file, serializeGraph(b.build(), { valueInfo: false }));
+    const { model, card } = await onnxArchitecture.importOnnx(file, { normalize: 'unit' }, {});
+    const loaded = onnxArchitecture.loaded(model, card);
+    const one = tf.zeros([1, 8, 8, 3]) as tf.Tensor4D;
+    const two = tf.zeros([2, 8, 8, 3]) as tf.Tensor4D;
+    try {
+      const scores = await loaded.engine.scores(one);
+      assert.deepEqual(scores.shape, [1, 2]);
+      scores.dispose();
+      await assert.rejects(loaded.engine.scores(two), (error: Error) => {
+        assert.equal(error.name, 'UserError');
+        assert.match(error.message, /node \/Reshape \(Reshape\): its target shape \[1, 4\] does not hold its input \[2, 4, 1, 1\]: it fixes the batch size.*dynamic_axes/);
+        assert.doesNotMatch(error.message, /\n/);
+        return true;
+      });
+    } finally {
+      tf.dispose([one, two]);
+      loaded.engine.dispose();
+    }
+  });
+});

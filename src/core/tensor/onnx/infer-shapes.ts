@@ -145,7 +145,11 @@ export function inferOutputs(node: GraphNode, at: ShapeLookup): InferredValue[] 
     case 'Reshape': {
       const target = ints(at.constant(1));
       if (!target) throw new Error(`${what}: its target shape is computed from the input's values, which a static graph cannot have`);
-      return one(reshapeDims(x, target, intAttribute(node, 'allowzero', 0) === 1));
+      const dims = reshapeDims(x, target, intAttribute(node, 'allowzero', 0) === 1);
+      if (count(dims) !== count(x) || !dims.every(Number.isInteger)) {
+        throw new Error(`its target shape [${target.join(', ')}] does not hold its input [${x.join(', ')}]${target[0] > 0 && target[0] !== x[0] ? ': it fixes the batch size, so the model was exported for one batch size; export it again with dynamic_axes={"input": {0: "n"}, "logits": {0: "n"}}' : ''}`);
+      }
+      return one(dims);
     }
     case 'Transpose': {
       const perm = intsAttribute(node, 'perm') ?? x.map((_, i) => x.length - 1 - i);
