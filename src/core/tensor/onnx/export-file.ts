@@ -16,19 +16,16 @@
  *
  * The engine's graph takes NHWC and turns it NCHW with one Transpose; here
  * the input is NCHW, so that Transpose goes and its readers read the input.
- * serializeGraph writes static shapes; the batch dimension of the input and
- * output is made symbolic in the encoded model afterwards, once
- * checkBatchFree has found nothing in the graph that fixes it.
+ * serializeGraph declares the batch dimension of the input and output
+ * symbolic, once checkBatchFree has found nothing in the graph that fixes it.
  */
 import type * as tf from '@tensorflow/tfjs';
-import onnxProto from 'onnx-proto';
 import { UserError } from '../../errors.ts';
 import { torchName } from '../torch-weights.ts';
 import { exportLayersModel } from './export.ts';
 import type { Attribute, ConstantTensor, Graph, GraphNode, ValueInfo } from './graph.ts';
 import { IR_VERSION, OPSET_VERSION, serializeGraph } from './serialize.ts';
 
-const { onnx } = onnxProto;
 
 export const ONNX_INPUT = 'input';
 export const ONNX_OUTPUT = 'logits';
@@ -187,20 +184,10 @@ export function exportTorchStyleGraph(model: tf.LayersModel): Graph {
   return graph;
 }
 
-/** `bytes` with the first dimension of the graph's inputs and outputs made the symbolic `batch`. */
-function withSymbolicBatch(bytes: Uint8Array, batch: string): Uint8Array {
-  const model = onnx.ModelProto.decode(bytes);
-  for (const info of [...(model.graph?.input ?? []), ...(model.graph?.output ?? [])]) {
-    const dims = info.type?.tensorType?.shape?.dim;
-    if (dims && dims.length > 0) dims[0] = onnx.TensorShapeProto.Dimension.create({ dimParam: batch });
-  }
-  return onnx.ModelProto.encode(model).finish();
-}
-
 /** `model` as the bytes of an .onnx file (see the top of this file). */
 export function exportOnnxFile(model: tf.LayersModel): OnnxModelBytes {
   const graph = exportTorchStyleGraph(model);
-  const bytes = withSymbolicBatch(serializeGraph(graph, { valueInfo: false }), ONNX_BATCH);
+  const bytes = serializeGraph(graph, { valueInfo: false, batchName: ONNX_BATCH });
   const [, channels, height, width] = graph.inputs[0].shape;
   let constants = 0;
   for (const tensor of graph.initializers.values()) constants += tensor.data.length;

@@ -17,6 +17,8 @@ export const IR_VERSION = 8;
 export interface SerializeOptions {
   /** Write value_info for every intermediate value (default true). */
   readonly valueInfo?: boolean;
+  /** Declare the first dimension of the graph's inputs and outputs as this symbolic batch (dim_param) instead of its size. */
+  readonly batchName?: string;
 }
 
 const ELEMENT_TYPE: Record<DataType, number> = {
@@ -38,11 +40,9 @@ function tensorProto(name: string, tensor: ConstantTensor): onnxProto.onnx.ITens
   return { name, dims: [...tensor.dims], dataType: ELEMENT_TYPE[tensor.dtype], rawData: rawBytes(tensor) };
 }
 
-function valueInfoProto(info: ValueInfo): onnxProto.onnx.IValueInfoProto {
-  return {
-    name: info.name,
-    type: { tensorType: { elemType: ELEMENT_TYPE[info.dtype], shape: { dim: info.shape.map((size) => ({ dimValue: size })) } } },
-  };
+function valueInfoProto(info: ValueInfo, batchName?: string): onnxProto.onnx.IValueInfoProto {
+  const dim = info.shape.map((size, i): onnxProto.onnx.TensorShapeProto.IDimension => (i === 0 && batchName !== undefined ? { dimParam: batchName } : { dimValue: size }));
+  return { name: info.name, type: { tensorType: { elemType: ELEMENT_TYPE[info.dtype], shape: { dim } } } };
 }
 
 function attributeProto(name: string, attribute: Attribute): onnxProto.onnx.IAttributeProto {
@@ -79,9 +79,9 @@ export function serializeGraph(graph: Graph, options: SerializeOptions = {}): Ui
       name: graph.name,
       node: graph.nodes.map(nodeProto),
       initializer: [...graph.initializers].map(([name, tensor]) => tensorProto(name, tensor)),
-      input: graph.inputs.map(valueInfoProto),
-      output: graph.outputs.map(valueInfoProto),
-      valueInfo: intermediate.map(valueInfoProto),
+      input: graph.inputs.map((info) => valueInfoProto(info, options.batchName)),
+      output: graph.outputs.map((info) => valueInfoProto(info, options.batchName)),
+      valueInfo: intermediate.map((info) => valueInfoProto(info)),
     },
   });
   return onnx.ModelProto.encode(model).finish();
