@@ -69,9 +69,10 @@ function onnxFolder(dir: string): string {
 }
 
 export function defineOnnxArchitecture(spec: { id: string; version: string; description: string; params: JsonSchema }): OnnxArchitecture {
-  /** The model's input size: fixed by the file where it is, else the params', else `fallback`. */
-  const inputSizeOf = (bytes: Uint8Array, file: string, p: OnnxParams, fallback: [number, number] | undefined): [number, number] => {
-    const dims = readOnnxModel(bytes, file).input.dims;
+  /** The file's model at its input size: fixed by the file where it is, else the params', else `fallback`. */
+  const open = (bytes: Uint8Array, file: string, p: OnnxParams, fallback: [number, number] | undefined): { model: ImportedOnnxModel; inputSize: [number, number] } => {
+    const read = readOnnxModel(bytes, file);
+    const dims = read.input.dims;
     const [h, w] = p.layout === 'nchw' ? [dims[2], dims[3]] : [dims[1], dims[2]];
     const fixed = typeof h === 'number' && typeof w === 'number' ? [h, w] as [number, number] : undefined;
     if (fixed && p.inputSize && (fixed[0] !== p.inputSize[0] || fixed[1] !== p.inputSize[1])) {
@@ -79,10 +80,8 @@ export function defineOnnxArchitecture(spec: { id: string; version: string; desc
     }
     const size = fixed ?? p.inputSize ?? fallback;
     if (!size) throw new UserError(`${file} takes images of any size; set its inputSize (e.g. [224, 224]).`);
-    return size;
+    return { model: new ImportedOnnxModel(read, bytes, { layout: p.layout, inputSize: size }), inputSize: size };
   };
-
-  const open = (bytes: Uint8Array, file: string, p: OnnxParams, inputSize: [number, number]) => new ImportedOnnxModel(readOnnxModel(bytes, file), bytes, { layout: p.layout, inputSize });
 
   /** The card of a model read from `file`; checks the head against the class names and the CAM layer against the graph. */
   const cardFor = (model: ImportedOnnxModel, file: string, p: OnnxParams, inputSize: [number, number], classNames: string[] | undefined, origin: Record<string, unknown>): ModelCard => {
@@ -120,7 +119,7 @@ export function defineOnnxArchitecture(spec: { id: string; version: string; desc
     const card = await readModelCard(folder);
     if (!card || !existsSync(file)) throw new UserError(`${folder} holds no ${ONNX_MODEL_FILE} with its ${MODEL_CARD}; it is not an ONNX model salgrid imported.`);
     const p = resolveOnnxParams(card.architecture.params);
-    return loaded(open(await readFile(file), file, p, card.preprocessing.size), card);
+    return loaded(open(await readFile(file), file, p, card.preprocessing.size).model, card);
   };
 
   const modelFile = (params: OnnxParams, manifestDir: string): string => {
@@ -134,8 +133,7 @@ export function defineOnnxArchitecture(spec: { id: string; version: string; desc
   const importInto = async (ctx: Pick<TrainContext, 'params' | 'data' | 'out' | 'warn'>, file: string): Promise<void> => {
     const p = resolveOnnxParams(ctx.params);
     const bytes = await readFile(file);
-    const inputSize = inputSizeOf(bytes, file, p, ctx.data.imageSize);
-    const model = open(bytes, file, p, inputSize);
+    const { model, inputSize } = open(bytes, file, p, ctx.data.imageSize);
     const card = cardFor(model, file, p, inputSize, p.classes ?? ctx.data.classes, { imported: path.basename(file), fold: ctx.data.fold });
     if (p.classes && p.classes.join('\n') !== ctx.data.classes.join('\n')) {
       throw new UserError(`${file}: the classes param (${p.classes.join(', ')}) differs from the dataset's classes (${ctx.data.classes.join(', ')}); the predictions would be scored against the wrong labels. Drop classes or list the dataset's in the head's order.`);
@@ -166,8 +164,7 @@ export function defineOnnxArchitecture(spec: { id: string; version: string; desc
     const p = resolveOnnxParams(rawParams);
     if (!existsSync(file)) throw new MissingInputError(file, 'ONNX model', 'check --model');
     const bytes = await readFile(file);
-    const inputSize = inputSizeOf(bytes, file, { ...p, ...(options.inputSize ? { inputSize: options.inputSize } : {}) }, [224, 224]);
-    const model = open(bytes, file, p, inputSize);
+    const { model, inputSize } = open(bytes, file, { ...p, ...(options.inputSize ? { inputSize: options.inputSize } : {}) }, [224, 224]);
     return { model, card: cardFor(model, file, p, inputSize, options.classes, { imported: path.basename(file) }) };
   };
 
