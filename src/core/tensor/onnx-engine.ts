@@ -19,7 +19,7 @@ import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../errors.ts';
 import { isHostImages, type EngineInfo, type GradientRequest, type Gradients, type HostImages, type LayerGradient, type ModelEngine, type ScoreOptions } from './engine.ts';
 import type { OnnxDevice } from './engine-choice.ts';
-import type { EngineGraphs, ForwardGraph } from './onnx/engine-graphs.ts';
+import type { EngineGraphs } from './onnx/engine-graphs.ts';
 import { addNhwcOutputs } from './onnx/export.ts';
 import { buildForwardFromValue, buildGradientGraph } from './onnx/gradient.ts';
 import { GraphBuilder } from './onnx/graph-builder.ts';
@@ -112,7 +112,7 @@ export class OnnxEngine implements ModelEngine {
   async scores(x: tf.Tensor4D | HostImages, options: ScoreOptions = {}): Promise<tf.Tensor2D> {
     const softmax = this.#keepsSoftmax(options);
     return (await this.#rowwise(x, (rows) => this.#compiled(`scores|${rows}|${softmax}`, () => {
-      const exported = this.#export(rows, softmax);
+      const exported = this.#model.forward(rows, softmax);
       return { graph: exported.graph, inputs: [exported.input], outputs: [exported.output] };
     })))[0] as tf.Tensor2D;
   }
@@ -121,8 +121,8 @@ export class OnnxEngine implements ModelEngine {
     if (layers.length === 0) return [];
     const unique = [...new Set(layers)];
     const outputs = await this.#rowwise(x, (rows) => this.#compiled(`taps|${rows}|${unique.join(',')}`, () => {
-      const exported = this.#export(rows, false);
-      const values = unique.map((layer) => this.#value(exported, layer));
+      const exported = this.#model.forward(rows, false);
+      const values = unique.map((layer) => this.#model.value(exported, layer));
       const builder = GraphBuilder.from(exported.graph);
       builder.outputs = [];
       const names = addNhwcOutputs(builder, exported.layouts, values);
@@ -140,17 +140,17 @@ export class OnnxEngine implements ModelEngine {
     if (rule !== 'plain' && request.beforeSoftmax === false) throw new Error(`the ${rule} backward rule scores the logits; beforeSoftmax: false is not supported with it`);
     const n = x.shape[0];
     if (targets.length !== n) throw new UserError(`${targets.length} target class(es) given for a batch of ${n} image(s); give one per image.`);
-    const classes = this.#classes();
+    const classes = this.#model.classes();
     const bad = targets.find((t) => !Number.isInteger(t) || t < 0 || t >= classes);
     if (bad !== undefined) throw new UserError(`Target class ${bad} does not exist: the model scores ${classes} classes (0…${classes - 1}).`);
     const softmax = this.#keepsSoftmax(request);
     const unique = [...new Set(layers)];
     const key = (rows: number) => `grad|${rows}|${rule}|${softmax}|${wantsInput}|${unique.join(',')}`;
     const build = (rows: number) => () => {
-      const exported = this.#export(rows, softmax);
-      const values = unique.map((layer) => this.#value(exported, layer));
+      const exported = this.#model.forward(rows, softmax);
+      const values = unique.map((layer) => this.#model.value(exported, layer));
       for (const layer of unique) {
-        if (!this.#reachesScore(exported, layer)) throw new UserError(`The output of model ${this.#model.name} does not depend on layer "${layer}"; pick one on the path to the output.`);
+        if (!this.#model.reachesScore(exported, layer)) throw new UserError(`The output of model ${this.#model.name} does not depend on layer "${layer}"; pick one on the path to the output.`);
       }
       const built = buildGradientGraph(exported.graph, { input: exported.input, score: exported.output, layers: values, inputGradient: wantsInput, rule, layouts: exported.layouts, device: this.#options.device });
       const outputs = [...built.activations, ...built.gradients, ...(wantsInput && built.input !== undefined ? [built.input] : [])];
@@ -188,9 +188,9 @@ export class OnnxEngine implements ModelEngine {
       const count = Math.min(cap, rows - start);
       const bucket = Math.min(nextPowerOfTwo(count), nextPowerOfTwo(cap));
       const compiled = await this.#compiled(`from|${layer}|${bucket}|${softmax}|${oneImage}`, () => {
-        const exported = this.#export(bucket, softmax);
-        const value = this.#value(exported, layer);
-        if (!this.#reachesScore(exported, layer)) throw new UserError(`The output of model ${this.#model.name} does not depend on layer "${layer}"; pick one on the path to the output.`);
+        const exported = this.#model.forward(bucket, softmax);
+        const value = this.#model.value(exported, layer);
+        if (!this.#model.reachesScore(exported, layer)) throw new UserError(`The output of model ${this.#model.name} does not depend on layer "${layer}"; pick one on the path to the output.`);
         const built = buildForwardFromValue(exported.graph, { value, score: exported.output, input: exported.input, rows: bucket, inputRows: oneImage ? 1 : bucket, layout: exported.layouts.get(value) ?? 'flat' });
         return { graph: built.graph, inputs: [built.activations, ...(built.input ? [built.input] : [])], outputs: [built.score] };
       });
@@ -216,28 +216,11 @@ export class OnnxEngine implements ModelEngine {
 
   // ------------------------------------------------------------ graphs and sessions
 
-  #classes(): number {
-    return this.#model.classes();
-  }
-
   /** Whether a final softmax stays in the graph: only where asked for and the model has one, so a model without one shares its graphs. */
   #keepsSoftmax(options: ScoreOptions): boolean {
     if (options.beforeSoftmax !== false) return false;
     this.#finalSoftmax ??= this.#model.finalSoftmax();
     return this.#finalSoftmax;
-  }
-
-  #export(rows: number, softmax: boolean): ForwardGraph {
-    return this.#model.forward(rows, softmax);
-  }
-
-  /** The graph value of a layer named as the model names it; a UserError with the nearest names otherwise. */
-  #value(exported: ForwardGraph, layer: string): string {
-    return this.#model.value(exported, layer);
-  }
-
-  #reachesScore(exported: ForwardGraph, layer: string): boolean {
-    return this.#model.reachesScore(exported, layer);
   }
 
   async #compiled(graphKey: string, build: () => { graph: Graph; inputs: string[]; outputs: string[] }): Promise<Compiled> {
