@@ -21,7 +21,7 @@ import type { ModelCard, TfjsArchitecture } from '../core/tensor/tfjs-architectu
 import type { OnnxArchitecture } from '../core/tensor/onnx-architecture.ts';
 import type { ImportedOnnxModel } from '../core/tensor/onnx/imported-model.ts';
 import { checkStoreName, storedWeightsDir, weightsStoreDir } from '../core/tensor/weights-store.ts';
-import { architectureFromOptions, cliRegistry, tfjsArchitecture, type ArchOptions } from './arch-params.ts';
+import { archParams, architectureFromOptions, cliRegistry, tfjsArchitecture, type ArchOptions } from './arch-params.ts';
 import { parseClasses, parseInputSize } from './weights.ts';
 
 /** The model flags `predict` and `explain` share (besides --arch-param / --plugin, in ArchOptions). */
@@ -139,7 +139,6 @@ async function onnxSource(file: string, options: ModelOptions, inputs: Inputs): 
   const { isOnnxArchitecture } = await import('../core/tensor/onnx-architecture.ts');
   const plugin = registry.has('architecture', 'onnx') ? registry.get('architecture', 'onnx') : undefined;
   if (!plugin || !isOnnxArchitecture(plugin)) throw new UserError(`--model ${options.model} is an ONNX file, but no onnx architecture is registered to read it.`);
-  const { archParams } = await import('./arch-params.ts');
   const params = archParams(plugin, options.archParam ?? []);
   if (!existsSync(file)) throw new MissingInputError(file, 'ONNX model', 'check --model');
   const inputSize = parseInputSize(options.inputSize) ?? (inputs.kind === 'npy' ? [inputs.array.shape[1], inputs.array.shape[2]] as [number, number] : undefined);

@@ -7,6 +7,7 @@
  * in integers) and stored in the node's output type.
  */
 import type { ConstantTensor, DataType, GraphNode } from './graph.ts';
+import { elementCount } from './graph.ts';
 import { floatAttribute, intAttribute, intsAttribute } from './node-attributes.ts';
 
 /** Ops folded where every input is a constant (Shape: where its input's shape is known). */
@@ -25,7 +26,6 @@ interface Values {
   readonly data: ArrayLike<number>;
 }
 
-const count = (dims: readonly number[]): number => dims.reduce((a, b) => a * b, 1);
 
 function valuesOf(tensor: ConstantTensor): Values {
   const data = tensor.data instanceof BigInt64Array ? Array.from(tensor.data, Number) : tensor.data;
@@ -46,8 +46,10 @@ function tensorOf(values: Values): ConstantTensor {
   }
 }
 
-/** ONNX TensorProto type codes of Cast's `to`. */
-const CAST_TYPES: Record<number, DataType> = { 1: 'float32', 6: 'int32', 7: 'int64', 9: 'bool', 11: 'float32' };
+/** ONNX TensorProto type codes of Cast's `to`, for the types a graph value may have. */
+export const CAST_TYPES: Readonly<Record<number, DataType>> = { 1: 'float32', 6: 'int32', 7: 'int64', 9: 'bool' };
+/** A constant may also be cast to double: computed here, it is stored as float32. */
+const FOLDED_CAST_TYPES: Readonly<Record<number, DataType>> = { ...CAST_TYPES, 11: 'float32' };
 
 export function broadcastDims(shapes: ReadonlyArray<readonly number[]>, what: string): number[] {
   const rank = Math.max(...shapes.map((s) => s.length));
@@ -90,19 +92,20 @@ function broadcastReader(values: Values, dims: readonly number[]): (flat: number
 function elementwise(inputs: Values[], dtype: DataType, fn: (...args: number[]) => number, what: string): Values {
   const dims = broadcastDims(inputs.map((v) => v.dims), what);
   const readers = inputs.map((v) => broadcastReader(v, dims));
-  const n = count(dims);
+  const n = elementCount(dims);
   const out = new Array<number>(n);
   for (let i = 0; i < n; i++) out[i] = fn(...readers.map((read) => read(i)));
   return { dtype, dims, data: out };
 }
 
-const normaliseAxis = (axis: number, rank: number): number => (axis < 0 ? axis + rank : axis);
+/** An ONNX axis attribute (negative: from the end) as an index into `rank` dimensions. */
+export const normaliseAxis = (axis: number, rank: number): number => (axis < 0 ? axis + rank : axis);
 
 function gather(data: Values, indices: Values, axis: number): Values {
   const a = normaliseAxis(axis, data.dims.length);
-  const outer = count(data.dims.slice(0, a));
+  const outer = elementCount(data.dims.slice(0, a));
   const size = data.dims[a];
-  const inner = count(data.dims.slice(a + 1));
+  const inner = elementCount(data.dims.slice(a + 1));
   const out: number[] = [];
   for (let o = 0; o < outer; o++) {
     for (let k = 0; k < indices.data.length; k++) {
@@ -117,7 +120,7 @@ function gather(data: Values, indices: Values, axis: number): Values {
 export function reshapeDims(input: readonly number[], shape: readonly number[], allowZero: boolean): number[] {
   const dims = shape.map((d, i) => (d === 0 && !allowZero ? input[i] : d));
   const known = dims.filter((d) => d !== -1).reduce((a, b) => a * b, 1);
-  return dims.map((d) => (d === -1 ? count(input) / known : d));
+  return dims.map((d) => (d === -1 ? elementCount(input) / known : d));
 }
 
 export function unsqueezeDims(input: readonly number[], axes: readonly number[]): number[] {
@@ -162,7 +165,7 @@ function slice(data: Values, ranges: { start: number; step: number; length: numb
   const dims = ranges.map((r) => r.length);
   const inStrides = stridesOf(data.dims);
   const outStrides = stridesOf(dims);
-  const n = count(dims);
+  const n = elementCount(dims);
   const out = new Array<number>(n);
   for (let i = 0; i < n; i++) {
     let at = 0;
@@ -176,7 +179,7 @@ function transpose(data: Values, perm: readonly number[]): Values {
   const dims = perm.map((p) => data.dims[p]);
   const inStrides = stridesOf(data.dims);
   const outStrides = stridesOf(dims);
-  const n = count(dims);
+  const n = elementCount(dims);
   const out = new Float64Array(n);
   for (let i = 0; i < n; i++) {
     let at = 0;
@@ -189,11 +192,11 @@ function transpose(data: Values, perm: readonly number[]): Values {
 function concat(parts: Values[], axis: number): Values {
   const rank = parts[0].dims.length;
   const a = normaliseAxis(axis, rank);
-  const outer = count(parts[0].dims.slice(0, a));
+  const outer = elementCount(parts[0].dims.slice(0, a));
   const out: number[] = [];
   for (let o = 0; o < outer; o++) {
     for (const part of parts) {
-      const block = count(part.dims.slice(a));
+      const block = elementCount(part.dims.slice(a));
       for (let i = 0; i < block; i++) out.push(part.data[o * block + i]);
     }
   }
@@ -239,7 +242,7 @@ export function foldNode(node: GraphNode, constant: (i: number) => ConstantTenso
   if (node.op === 'Shape' || node.op === 'Size') {
     const dims = shape(0);
     if (!dims) return undefined;
-    if (node.op === 'Size') return [tensorOf({ dtype: 'int64', dims: [], data: [count(dims)] })];
+    if (node.op === 'Size') return [tensorOf({ dtype: 'int64', dims: [], data: [elementCount(dims)] })];
     const rank = dims.length;
     const start = normaliseAxis(Math.max(-rank, Math.min(intAttribute(node, 'start', 0), rank)), rank);
     const endAttr = node.attributes?.end !== undefined ? intAttribute(node, 'end', rank) : rank;
@@ -261,18 +264,18 @@ export function foldNode(node: GraphNode, constant: (i: number) => ConstantTenso
   if (node.op === 'Identity' && x) return [constant(0) as ConstantTensor];
   if (node.op === 'ConstantOfShape') {
     const dims = intValues(x) ?? [];
-    if (count(dims) > MAX_FOLDED_ELEMENTS) return undefined;
+    if (elementCount(dims) > MAX_FOLDED_ELEMENTS) return undefined;
     const attribute = node.attributes?.value;
     const fill = attribute && 'tensor' in attribute ? valuesOf(attribute.tensor) : { dtype: 'float32' as DataType, dims: [1], data: [0] };
-    return [tensorOf({ dtype: fill.dtype, dims, data: new Array<number>(count(dims)).fill(fill.data[0]) })];
+    return [tensorOf({ dtype: fill.dtype, dims, data: new Array<number>(elementCount(dims)).fill(fill.data[0]) })];
   }
   if (!x) return undefined;
-  if (count(x.dims) > MAX_FOLDED_ELEMENTS) return undefined;
+  if (elementCount(x.dims) > MAX_FOLDED_ELEMENTS) return undefined;
   const what = `${node.op} ${node.name ?? node.outputs[0]}`;
   const result = ((): Values | undefined => {
     switch (node.op) {
       case 'Cast': {
-        const to = CAST_TYPES[intAttribute(node, 'to', 1)];
+        const to = FOLDED_CAST_TYPES[intAttribute(node, 'to', 1)];
         if (!to) return undefined;
         return { dtype: to, dims: x.dims, data: Array.from(x.data, (v) => (isInteger(to) ? Math.trunc(v) : to === 'bool' ? Number(v !== 0) : v)) };
       }
@@ -286,7 +289,7 @@ export function foldNode(node: GraphNode, constant: (i: number) => ConstantTenso
         return { ...x, dims: reshapeDims(x.dims, intValues(inputs[1]) ?? [], intAttribute(node, 'allowzero', 0) === 1) };
       case 'Flatten': {
         const axis = normaliseAxis(intAttribute(node, 'axis', 1), x.dims.length);
-        return { ...x, dims: [count(x.dims.slice(0, axis)), count(x.dims.slice(axis))] };
+        return { ...x, dims: [elementCount(x.dims.slice(0, axis)), elementCount(x.dims.slice(axis))] };
       }
       case 'Concat':
         return concat(inputs as Values[], intAttribute(node, 'axis', 0));
@@ -328,7 +331,7 @@ export function foldNode(node: GraphNode, constant: (i: number) => ConstantTenso
 function expand(x: Values, shape: readonly number[], what: string): Values {
   const dims = broadcastDims([x.dims, shape], what);
   const read = broadcastReader(x, dims);
-  return { dtype: x.dtype, dims, data: Array.from({ length: count(dims) }, (_, i) => read(i)) };
+  return { dtype: x.dtype, dims, data: Array.from({ length: elementCount(dims) }, (_, i) => read(i)) };
 }
 
 /** A Constant node's value, from whichever attribute it is given in. */

@@ -155,7 +155,7 @@ export class ImportedOnnxModel implements EngineGraphs {
     if (this.options.layout === 'nchw') {
       const image: ValueInfo = { name: `${this.file.input.name}:nhwc`, dtype: 'float32', shape: [rows, height, width, channels] };
       const transpose: GraphNode = { op: 'Transpose', inputs: [image.name], outputs: [this.file.input.name], attributes: { perm: { ints: TO_NCHW } }, name: 'salgrid/input:nchw' };
-      shaped = staticGraph(this.file, [rows, channels, height, width], { inputs: [image], nodes: [transpose], values: [] });
+      shaped = staticGraph(this.file, [rows, channels, height, width], { inputs: [image], nodes: [transpose] });
     } else {
       shaped = staticGraph(this.file, [rows, height, width, channels]);
     }

@@ -5,7 +5,8 @@
  * shape (graph.ts), so an imported graph gets them here, once per batch size.
  */
 import type { ConstantTensor, DataType, GraphNode } from './graph.ts';
-import { broadcastDims, reshapeDims, sliceRanges, squeezeDims, unsqueezeDims } from './fold-constants.ts';
+import { elementCount } from './graph.ts';
+import { CAST_TYPES, broadcastDims, normaliseAxis, reshapeDims, sliceRanges, squeezeDims, unsqueezeDims } from './fold-constants.ts';
 import { intAttribute, intsAttribute, stringAttribute } from './node-attributes.ts';
 
 export interface InferredValue {
@@ -31,8 +32,6 @@ const SAME_SHAPE = new Set([
 const BROADCASTING = new Set(['Add', 'Sub', 'Mul', 'Div', 'Pow', 'Max', 'Min', 'Sum', 'Mean', 'PRelu', 'Where', 'Mod', 'BitShift']);
 const COMPARISONS = new Set(['Equal', 'Less', 'Greater', 'LessOrEqual', 'GreaterOrEqual', 'And', 'Or', 'Xor', 'Not']);
 
-const normaliseAxis = (axis: number, rank: number): number => (axis < 0 ? axis + rank : axis);
-const count = (dims: readonly number[]): number => dims.reduce((a, b) => a * b, 1);
 
 function ints(tensor: ConstantTensor | undefined): number[] | undefined {
   return tensor ? Array.from(tensor.data as ArrayLike<number | bigint>, Number) : undefined;
@@ -86,8 +85,7 @@ export function inferOutputs(node: GraphNode, at: ShapeLookup): InferredValue[] 
     case 'Dropout':
       return node.outputs.map((_, i) => ({ shape: x, dtype: i === 0 ? dtype : 'bool' }));
     case 'Cast': {
-      const to: Record<number, DataType> = { 1: 'float32', 6: 'int32', 7: 'int64', 9: 'bool' };
-      const type = to[intAttribute(node, 'to', 1)];
+      const type = CAST_TYPES[intAttribute(node, 'to', 1)];
       return type ? one(x, type) : undefined;
     }
     case 'LayerNormalization': {
@@ -140,13 +138,13 @@ export function inferOutputs(node: GraphNode, at: ShapeLookup): InferredValue[] 
     }
     case 'Flatten': {
       const axis = normaliseAxis(intAttribute(node, 'axis', 1), x.length);
-      return one([count(x.slice(0, axis)), count(x.slice(axis))]);
+      return one([elementCount(x.slice(0, axis)), elementCount(x.slice(axis))]);
     }
     case 'Reshape': {
       const target = ints(at.constant(1));
       if (!target) throw new Error(`${what}: its target shape is computed from the input's values, which a static graph cannot have`);
       const dims = reshapeDims(x, target, intAttribute(node, 'allowzero', 0) === 1);
-      if (count(dims) !== count(x) || !dims.every(Number.isInteger)) {
+      if (elementCount(dims) !== elementCount(x) || !dims.every(Number.isInteger)) {
         throw new Error(`its target shape [${target.join(', ')}] does not hold its input [${x.join(', ')}]${target[0] > 0 && target[0] !== x[0] ? ': it fixes the batch size, so the model was exported for one batch size; export it again with dynamic_axes={"input": {0: "n"}, "logits": {0: "n"}}' : ''}`);
       }
       return one(dims);

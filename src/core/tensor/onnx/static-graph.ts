@@ -23,9 +23,9 @@ export interface StaticGraph {
 /**
  * The file's graph at `inputShape` (the file's own layout, batch first).
  * `prefix` nodes (already shaped) run before the file's, e.g. a Transpose
- * that makes the file's input from an NHWC one; `prefixInputs` are their inputs.
+ * that makes the file's input from an NHWC one; `prefix.inputs` are then the graph's inputs.
  */
-export function staticGraph(file: OnnxModelFile, inputShape: readonly number[], prefix: { inputs: ValueInfo[]; nodes: GraphNode[]; values: ValueInfo[] } = { inputs: [], nodes: [], values: [] }): StaticGraph {
+export function staticGraph(file: OnnxModelFile, inputShape: readonly number[], prefix: { inputs: ValueInfo[]; nodes: GraphNode[] } = { inputs: [], nodes: [] }): StaticGraph {
   const declared = file.input.dims;
   if (declared.length !== inputShape.length) {
     throw new UserError(`${file.source}: its input ${file.input.name} has ${declared.length} dimensions, but salgrid feeds images of ${inputShape.length} ([${inputShape.join(', ')}]); give an image classifier.`);
@@ -37,7 +37,7 @@ export function staticGraph(file: OnnxModelFile, inputShape: readonly number[], 
   });
   const values = new Map<string, ValueInfo>();
   const constants = new Map<string, ConstantTensor>(file.initializers);
-  for (const info of [...prefix.inputs, ...prefix.values]) values.set(info.name, info);
+  for (const info of prefix.inputs) values.set(info.name, info);
   const input: ValueInfo = { name: file.input.name, dtype: 'float32', shape: inputShape };
   values.set(input.name, input);
   const kept: GraphNode[] = [...prefix.nodes];
