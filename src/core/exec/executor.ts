@@ -56,6 +56,17 @@ export function selectTasks(tasks: Task[], only?: Stage[]): Task[] {
 }
 
 /**
+ * One task per key: tasks with the same key are the same work with the same
+ * output (the key covers stage, plugin, params and inputs), so it runs once.
+ * The executor counts, settles and skips by key, and a key planned twice
+ * would otherwise leave the run waiting for a task that never settles.
+ */
+export function distinctByKey(tasks: Task[]): Task[] {
+  const seen = new Set<string>();
+  return tasks.filter((task) => !seen.has(task.key) && Boolean(seen.add(task.key)));
+}
+
+/**
  * Runs a plan's tasks in bounded lanes (local worker pools, a Slurm
  * cluster). A task starts as soon as its inputs exist, most-downstream
  * first; a failure skips its dependants and the rest goes on (unless
@@ -81,7 +92,7 @@ export class Executor {
 
   async run(): Promise<RunSummary> {
     const started = Date.now();
-    const tasks = selectTasks(this.options.plan.tasks, this.options.only);
+    const tasks = distinctByKey(selectTasks(this.options.plan.tasks, this.options.only));
     const pending = tasks.filter((t) => !t.cached);
     const pendingKeys = new Set(pending.map((t) => t.key));
     for (const task of pending) {
