@@ -14,10 +14,19 @@
  *   rule node reads another rule node's output, Captum's hooks let the
  *   upstream rule see the gradient before the downstream rule replaced it:
  *   each rule's Δ branch therefore reads dy's `plain` view (see Gradient).
+ *
+ * Captum hooks modules (nn.ReLU, nn.Sigmoid, nn.MaxPool2d…), not ops. In a
+ * graph exported by torch.onnx.export each node's name carries its module
+ * scope (`/features/features.0/features.0.2/Sigmoid`), so a rule applies
+ * only to a node that is the whole of its module: the Sigmoid inside SiLU
+ * (Sigmoid and Mul in one scope), Mish's Softplus and Tanh, or a functional
+ * F.relu in some forward keep their plain gradients there, as Captum leaves
+ * them. Nodes without such scopes (salgrid's own exports) are each a module.
  */
 import type { BackwardContext, BackwardRule, GradientRule } from './backward-context.ts';
 import type { GraphNode } from './graph.ts';
-import { gradientName, masked } from './backward-elementwise.ts';
+import { eluBackward, gradientName, masked, reluBackward, sigmoidBackward, softplusBackward, tanhBackward } from './backward-elementwise.ts';
+import { maxPoolBackward } from './backward-pool.ts';
 import { floatAttribute } from './node-attributes.ts';
 
 /** Captum DeepLift's ε: below it a difference from the reference counts as none. */
@@ -37,7 +46,7 @@ const guidedRelu: BackwardRule = (ctx, node, dy) => {
 /** An activation's plain gradient under DeepLift's own derivatives (modified-backprop.ts RESCALED): the |Δx| < ε case. */
 type PlainGradient = (ctx: BackwardContext, node: GraphNode, g: string, name: string) => string;
 
-const plainGradients: Record<string, PlainGradient> = {
+const plainGradients = {
   Relu: (ctx, node, g, name) => masked(ctx, positive(ctx, node), g, name),
   Elu: (ctx, node, g, name) => {
     const y = node.outputs[0];
@@ -61,7 +70,7 @@ const plainGradients: Record<string, PlainGradient> = {
     const x = node.inputs[0];
     return ctx.op('Mul', [g, ctx.op('Sigmoid', [x], `${x}.sigmoid`, ctx.shape(x))], name, ctx.shape(x));
   },
-};
+} satisfies Record<string, PlainGradient>;
 
 /** For x in a batch [inputs; references]: where |Δx| < ε, and Δx with 1 there (safe to divide by); both [1, pairs, ...]. */
 function guardedDelta(ctx: BackwardContext, x: string): { small: string; safe: string } {
@@ -115,13 +124,50 @@ const deepLiftMaxPool: BackwardRule = (ctx, node, dy) => {
   return [{ value: choose(ctx, x, plain, ratio, name), plain }];
 };
 
+/** The module scope of a node torch.onnx.export named (its name up to the op), or undefined: not such a name, or the model's own forward. */
+function moduleScope(node: GraphNode): string | undefined {
+  const name = node.name;
+  if (!name?.startsWith('/')) return undefined;
+  const scope = name.slice(0, name.lastIndexOf('/'));
+  return scope === '' ? '' : scope;
+}
+
+/** Whether `node` is a whole module as Captum hooks one: the only node of its torch module scope, or a node without one. */
+function wholeModule(ctx: BackwardContext, node: GraphNode): boolean {
+  const scope = moduleScope(node);
+  if (scope === undefined) return true;
+  if (scope === '') return false;
+  const sizes = ctx.memo('moduleScopeSizes', () => {
+    const counts = new Map<string, number>();
+    for (const other of ctx.index.graph.nodes) {
+      const at = moduleScope(other);
+      if (at) counts.set(at, (counts.get(at) ?? 0) + 1);
+    }
+    return counts;
+  });
+  return sizes.get(scope) === 1;
+}
+
+/** `modified` where the node is a whole module, else `plain`. */
+function onModules(modified: BackwardRule, plain: BackwardRule): BackwardRule {
+  return (ctx, node, dy, wants, outputs) => (wholeModule(ctx, node) ? modified : plain)(ctx, node, dy, wants, outputs);
+}
+
+const PLAIN_ACTIVATIONS: Record<keyof typeof plainGradients, BackwardRule> = {
+  Relu: reluBackward,
+  Elu: eluBackward,
+  Sigmoid: sigmoidBackward,
+  Tanh: tanhBackward,
+  Softplus: softplusBackward,
+};
+
 /** The rules `rule` puts in place of the plain ones, by op. */
 export function modifiedRules(rule: GradientRule): Readonly<Record<string, BackwardRule>> {
-  if (rule === 'guided') return { Relu: guidedRelu };
+  if (rule === 'guided') return { Relu: onModules(guidedRelu, reluBackward) };
   if (rule === 'deeplift') {
     return {
-      ...Object.fromEntries(Object.entries(plainGradients).map(([op, plain]) => [op, deepLiftActivation(plain)])),
-      MaxPool: deepLiftMaxPool,
+      ...Object.fromEntries(Object.entries(plainGradients).map(([op, plain]) => [op, onModules(deepLiftActivation(plain), PLAIN_ACTIVATIONS[op as keyof typeof plainGradients])])),
+      MaxPool: onModules(deepLiftMaxPool, maxPoolBackward),
     };
   }
   return {};
