@@ -4,7 +4,7 @@
  * is alone in its module scope. Checked on a small graph against the rules
  * written out by hand: x → SiLU (Sigmoid and Mul in one scope) → a lone
  * nn.Sigmoid gate → a MatMul head; and nn.ReLU(x) plus a functional
- * relu(−x) (nodes of the model's own forward) → the head.
+ * relu(−x) (in the forward of a module that holds another) → the head.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -33,7 +33,8 @@ function graph(head: 'silu-gate' | 'relus', scoped: boolean) {
     const silu = node('Mul', [x, sigmoid], 'act.out', '/act');
     features = node('Sigmoid', [silu], 'gate.out', '/gate');
   } else {
-    const functional = node('Relu', [node('Neg', [x], 'negated', '')], 'functional', '');
+    // A functional relu alone in the scope of a module that holds another (as F.relu in GoogLeNet's BasicConv2d).
+    const functional = node('Relu', [node('Neg', [x], 'negated', '/block/negate')], 'functional', '/block');
     features = node('Add', [node('Relu', [x], 'module', '/relu'), functional], 'summed', '');
   }
   const logits = node('MatMul', [features, b.float32('head.weight', W, [FEATURES, CLASSES])], 'logits', '/head', [2, CLASSES]);

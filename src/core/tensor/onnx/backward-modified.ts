@@ -20,8 +20,8 @@
  * scope (`/features/features.0/features.0.2/Sigmoid`), so a rule applies
  * only to a node that is the whole of its module: the Sigmoid inside SiLU
  * (Sigmoid and Mul in one scope), Mish's Softplus and Tanh, or a functional
- * F.relu in some forward keep their plain gradients there, as Captum leaves
- * them. Nodes without such scopes (salgrid's own exports) are each a module.
+ * F.relu in some module's forward (GoogLeNet's BasicConv2d) keep their plain
+ * gradients there, as Captum leaves them. Nodes without such scopes (salgrid's own exports) are each a module.
  */
 import type { BackwardContext, BackwardRule, GradientRule } from './backward-context.ts';
 import type { GraphNode } from './graph.ts';
@@ -132,20 +132,28 @@ function moduleScope(node: GraphNode): string | undefined {
   return scope === '' ? '' : scope;
 }
 
-/** Whether `node` is a whole module as Captum hooks one: the only node of its torch module scope, or a node without one. */
+/**
+ * Whether `node` is a whole module as Captum hooks one: the only node of a
+ * torch module scope that holds no other module (`/relu/Relu`, not
+ * `/conv1/Relu` beside `/conv1/conv/Conv`: a functional relu in
+ * BasicConv2d's forward), or a node without a scope.
+ */
 function wholeModule(ctx: BackwardContext, node: GraphNode): boolean {
   const scope = moduleScope(node);
   if (scope === undefined) return true;
   if (scope === '') return false;
-  const sizes = ctx.memo('moduleScopeSizes', () => {
-    const counts = new Map<string, number>();
+  const scopes = ctx.memo('moduleScopes', () => {
+    const sizes = new Map<string, number>();
+    const parents = new Set<string>();
     for (const other of ctx.index.graph.nodes) {
       const at = moduleScope(other);
-      if (at) counts.set(at, (counts.get(at) ?? 0) + 1);
+      if (!at) continue;
+      sizes.set(at, (sizes.get(at) ?? 0) + 1);
+      for (let cut = at.lastIndexOf('/'); cut > 0; cut = at.lastIndexOf('/', cut - 1)) parents.add(at.slice(0, cut));
     }
-    return counts;
+    return { sizes, parents };
   });
-  return sizes.get(scope) === 1;
+  return scopes.sizes.get(scope) === 1 && !scopes.parents.has(scope);
 }
 
 /** `modified` where the node is a whole module, else `plain`. */
