@@ -8,8 +8,11 @@
  *   asymmetrically padded convolutions, max pooling with ties and ceil mode,
  *   average pooling with and without counted pads, broadcasting arithmetic,
  *   matrix products, shape ops, and the ops PyTorch exports bring (HardSwish
- *   and kin at PyTorch's kinks, LayerNormalization, reductions, Slice, Split,
- *   Gather); an op without a rule refused up front;
+ *   and kin at PyTorch's kinks, LayerNormalization, InstanceNormalization
+ *   as GroupNorm exports it, reductions with max and min ties, Max and Min
+ *   with ties split evenly, PRelu and kin, ConvTranspose, DepthToSpace,
+ *   nearest Resize, Slice, Split, Gather); an op without a rule refused up
+ *   front;
  * - whole exported models against the tfjs engine: input and multi-layer
  *   gradients (gradients.ts), guided backprop and DeepLift
  *   (modified-backprop.ts), forward from a layer, with and without a residual
@@ -271,6 +274,9 @@ function poolCase(op: 'MaxPool' | 'AveragePool', name: string, shape: [number, n
     tfjs: (x) => (op === 'MaxPool' ? tfjsMaxPool(x, spec) : tfjsAveragePool(x, spec)),
   };
 }
+
+/** |x| as x·sign(x): slope 0 at 0, as PyTorch's abs (tfjs's abs has slope −1 there). */
+const absZeroSlope = (x: tf.Tensor): tf.Tensor => tf.mul(x, tf.sign(x));
 
 /** Values from a few levels only, so that pooling windows hold ties. */
 function tied(count: number, seed: number, levels = 3): Float32Array {
@@ -646,18 +652,260 @@ describe('ONNX gradient graphs: each op against tf.grad (onnx:cpu, tfjs cpu)', (
     await checkOp({ name: 'expand', shape: [2, 1, 4], onnx: (b, x) => b.op('Expand', [x, b.int64('shape', [3, 2, 5, 4])], 'y', [3, 2, 5, 4]), tfjs: (x) => tf.add(x, tf.zeros([3, 2, 5, 4])) });
   });
 
+  it('InstanceNormalization: per-channel scale and bias, GroupNorm’s export (Reshape → InstanceNormalization with ones → Reshape → Mul → Add), scale and bias computed from the input', async () => {
+    const shape = [2, 3, 4, 5];
+    const normalize = (x: tf.Tensor, axes: number[], epsilon: number) => {
+      const { mean, variance } = tf.moments(x, axes, true);
+      return tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, epsilon)));
+    };
+    const scale = uniform(3, 161, 0.5, 1.5);
+    const bias = uniform(3, 162);
+    await checkOp({
+      name: 'instance norm',
+      shape,
+      values: uniform(size(shape), 163, -1, 3),
+      onnx: (b, x) => b.op('InstanceNormalization', [x, b.float32('scale', scale, [3]), b.float32('bias', bias, [3])], 'y', shape, { epsilon: { float: 1e-5 } }),
+      tfjs: (x) => tf.add(tf.mul(normalize(x, [2, 3], 1e-5), tf.tensor(scale, [3, 1, 1])), tf.tensor(bias, [3, 1, 1])),
+    });
+    const gnShape = [2, 4, 3, 3];
+    const gamma = uniform(4, 164, 0.5, 1.5);
+    const beta = uniform(4, 165);
+    await checkOp({
+      name: 'group norm as PyTorch exports it (2 groups)',
+      shape: gnShape,
+      onnx: (b, x) => {
+        const grouped = b.op('Reshape', [x, b.int64('groups', [2, 2, -1])], 'grouped', [2, 2, 18]);
+        const normed = b.op('InstanceNormalization', [grouped, b.float32('ones', [1, 1], [2]), b.float32('zeros', [0, 0], [2])], 'normed', [2, 2, 18], { epsilon: { float: 1e-5 } });
+        const back = b.op('Reshape', [normed, b.int64('shape', gnShape)], 'back', gnShape);
+        return b.op('Add', [b.op('Mul', [back, b.float32('gamma', gamma, [4, 1, 1])], 'scaled', gnShape), b.float32('beta', beta, [4, 1, 1])], 'y', gnShape);
+      },
+      tfjs: (x) => tf.add(tf.mul(tf.reshape(normalize(tf.reshape(x, [2, 2, 18]), [2], 1e-5), gnShape), tf.tensor(gamma, [4, 1, 1])), tf.tensor(beta, [4, 1, 1])),
+    });
+    await checkOp({
+      name: 'instance norm with computed scale and bias',
+      shape,
+      values: uniform(size(shape), 166, -1, 3),
+      onnx: (b, x) => {
+        const computedScale = b.op('ReduceMean', [x], 'scale', [3], { axes: { ints: [0, 2, 3] }, keepdims: { int: 0 } });
+        const computedBias = b.op('ReduceSum', [b.op('Tanh', [x], 't', shape), b.int64('axes', [0, 2, 3])], 'bias', [3], { keepdims: { int: 0 } });
+        return b.op('InstanceNormalization', [x, computedScale, computedBias], 'y', shape, { epsilon: { float: 1e-3 } });
+      },
+      tfjs: (x) => tf.add(tf.mul(normalize(x, [2, 3], 1e-3), tf.reshape(tf.mean(x, [0, 2, 3]), [3, 1, 1])), tf.reshape(tf.sum(tf.tanh(x), [0, 2, 3]), [3, 1, 1])),
+    });
+  });
+
+  it('ReduceMax, ReduceMin, GlobalMaxPool: dy to the first extreme (ties included), adjacent and split axes, keepdims 0 and 1', async () => {
+    const shape = [2, 4, 3, 3];
+    /** The first maximum (minimum) over `axes`, row-major, as x·oneHot(argMax) summed: tf.grad sends dy to that cell alone. */
+    const firstExtreme = (x: tf.Tensor, axes: number[], out: number[], max: boolean) => {
+      const keptAxes = x.shape.map((_, i) => i).filter((i) => !axes.includes(i));
+      const arranged = tf.transpose(x, [...keptAxes, ...axes]);
+      const count = size(axes.map((axis) => x.shape[axis]));
+      const flat = tf.reshape(arranged, [...keptAxes.map((axis) => x.shape[axis]), count]);
+      const index = max ? tf.argMax(flat, -1) : tf.argMin(flat, -1);
+      return tf.reshape(tf.sum(tf.mul(flat, tf.oneHot(index, count).toFloat()), -1), out);
+    };
+    const reduce = (op: 'ReduceMax' | 'ReduceMin', axes: number[] | undefined, keepdims: number, out: number[], values?: Float32Array): OpCase => ({
+      name: `${op} axes ${axes?.join(', ') ?? 'all'} keepdims ${keepdims}${values ? ', ties' : ''}`,
+      shape,
+      values,
+      onnx: (b, x) => b.op(op, [x], 'y', out, { ...(axes ? { axes: { ints: axes } } : {}), keepdims: { int: keepdims } }),
+      tfjs: (x) => firstExtreme(x, (axes ?? [0, 1, 2, 3]).map((axis) => (axis + 4) % 4), out, op === 'ReduceMax'),
+    });
+    const ties = tied(size(shape), 171);
+    await checkOp(reduce('ReduceMax', [1], 1, [2, 1, 3, 3], ties));
+    await checkOp(reduce('ReduceMin', [2, -1], 0, [2, 4], ties));
+    await checkOp(reduce('ReduceMax', [1, 3], 0, [2, 3], ties));
+    await checkOp(reduce('ReduceMin', undefined, 1, [1, 1, 1, 1]));
+    await checkOp({ name: 'ReduceMax without ties, against tf.max', shape, onnx: (b, x) => b.op('ReduceMax', [x], 'y', [2, 3], { axes: { ints: [1, 3] }, keepdims: { int: 0 } }), tfjs: (x) => tf.max(x, [1, 3]) });
+    await checkOp({ name: 'global max pool, ties', shape, values: ties, onnx: (b, x) => b.op('GlobalMaxPool', [x], 'y', [2, 4, 1, 1]), tfjs: (x) => firstExtreme(x, [2, 3], [2, 4, 1, 1], true) });
+  });
+
+  it('Max, Min: broadcasting, three operands, ties split evenly', async () => {
+    const shape = [2, 3, 4];
+    // max(a, b) = (a + b + |a − b|)/2 with |d| as d·sign(d), whose slope is 0 at 0: each tied operand gets half, as in PyTorch.
+    const evenMax = (a: tf.Tensor, b: tf.Tensor) => tf.div(tf.add(tf.add(a, b), absZeroSlope(tf.sub(a, b))), 2);
+    const evenMin = (a: tf.Tensor, b: tf.Tensor) => tf.div(tf.sub(tf.add(a, b), absZeroSlope(tf.sub(a, b))), 2);
+    for (const [op, even] of [['Max', evenMax], ['Min', evenMin]] as const) {
+      await checkOp({
+        name: `${op}(x, relu(x)), tied wherever x ≥ 0`,
+        shape,
+        values: tied(size(shape), 181),
+        onnx: (b, x) => b.op(op, [x, b.op('Relu', [x], 'r', shape)], 'y', shape),
+        tfjs: (x) => even(x, tf.relu(x)),
+        layers: [{ onnx: 'r', tfjs: (x) => tf.relu(x), rest: (x, r) => even(x, r) }],
+      });
+    }
+    const fixed = uniform(4, 182);
+    for (const [op, fn] of [['Max', tf.maximum], ['Min', tf.minimum]] as const) {
+      await checkOp({
+        name: `${op} of three broadcast operands`,
+        shape,
+        onnx: (b, x) => b.op(op, [b.op('Tanh', [x], 't', shape), b.op('ReduceMean', [x], 'm', [2, 3, 1], { axes: { ints: [2] }, keepdims: { int: 1 } }), b.float32('c', fixed, [4])], 'y', shape),
+        // (tfjs's maximum and minimum do not sum a broadcast operand's gradient back: both broadcast first.)
+        tfjs: (x) => fn(fn(tf.tanh(x), tf.broadcastTo(tf.mean(x, 2, true), shape)), tf.broadcastTo(tf.tensor(fixed, [4]), shape)),
+      });
+    }
+  });
+
+  it('PRelu (constant and computed slope), Selu, Celu, Softsign, Abs, Log, Reciprocal, Mean, Where, Tile, LogSoftmax', async () => {
+    const shape = [2, 3, 4, 5];
+    const values = uniform(size(shape), 191, -3, 3);
+    for (const i of [0, 13, 57]) values[i] = 0;
+    const positive = uniform(size(shape), 192, 0.3, 2);
+    const unary = (name: string, op: string, fn: (x: tf.Tensor) => tf.Tensor, xs: Float32Array, attributes?: Record<string, Attribute>): OpCase => ({ name, shape, values: xs, onnx: (b, x) => b.op(op, [x], 'y', shape, attributes), tfjs: fn });
+    const slope = uniform(3, 193, 0.05, 0.5);
+    // tfjs's prelu passes α·dy at x = 0, as PyTorch's does.
+    const prelu = (x: tf.Tensor, a: tf.Tensor) => tf.prelu(x, a);
+    await checkOp({ name: 'PRelu, slope [C, 1, 1]', shape, values, onnx: (b, x) => b.op('PRelu', [x, b.float32('slope', slope, [3, 1, 1])], 'y', shape), tfjs: (x) => prelu(x, tf.tensor(slope, [3, 1, 1])) });
+    await checkOp({
+      name: 'PRelu, slope computed from x',
+      shape,
+      values,
+      onnx: (b, x) => b.op('PRelu', [x, b.op('Sigmoid', [b.op('ReduceMean', [x], 'm', [1, 3, 1, 1], { axes: { ints: [0, 2, 3] }, keepdims: { int: 1 } })], 's', [1, 3, 1, 1])], 'y', shape),
+      tfjs: (x) => prelu(x, tf.sigmoid(tf.mean(x, [0, 2, 3], true))),
+    });
+    await checkOp(unary('Selu', 'Selu', tf.selu, values));
+    await checkOp(unary('Celu α = 0.7', 'Celu', (x) => tf.mul(tf.elu(tf.div(x, 0.7)), 0.7), values, { alpha: { float: 0.7 } }));
+    await checkOp(unary('Softsign', 'Softsign', (x) => tf.div(x, tf.add(tf.abs(x), 1)), uniform(size(shape), 194, -3, 3)));
+    await checkOp(unary('Abs, 0 at 0', 'Abs', absZeroSlope, values));
+    await checkOp(unary('Log', 'Log', tf.log, positive));
+    await checkOp(unary('Reciprocal', 'Reciprocal', tf.reciprocal, positive));
+    const fixed = uniform(5, 195);
+    await checkOp({
+      name: 'Mean of four, broadcast, one constant',
+      shape,
+      onnx: (b, x) => b.op('Mean', [x, b.op('Tanh', [x], 't', shape), b.float32('c', fixed, [5]), b.op('ReduceSum', [x, b.int64('axes', [1])], 's', [2, 1, 4, 5], { keepdims: { int: 1 } })], 'y', shape),
+      tfjs: (x) => tf.div(tf.addN([x, tf.tanh(x), tf.broadcastTo(tf.tensor(fixed, [5]), shape), tf.broadcastTo(tf.sum(x, 1, true), shape)]), 4),
+    });
+    await checkOp({
+      name: 'Where, branches broadcast, condition computed',
+      shape,
+      onnx: (b, x) => {
+        const condition = b.op('Greater', [x, b.float32('zero', [0], [])], 'c', shape, undefined, 'bool');
+        return b.op('Where', [condition, b.op('Mul', [x, x], 'sq', shape), b.op('ReduceMean', [x], 'm', [2, 3, 1, 5], { axes: { ints: [2] }, keepdims: { int: 1 } })], 'y', shape);
+      },
+      // The condition from x's values, off the tape (tfjs has no gradient for Greater, and Where asks for one).
+      tfjs: (x) => tf.where(tf.tensor(Array.from(x.dataSync(), (v) => (v > 0 ? 1 : 0)), shape, 'bool'), tf.mul(x, x), tf.broadcastTo(tf.mean(x, 2, true), shape)),
+    });
+    await checkOp({ name: 'Tile', shape: [2, 3, 4], onnx: (b, x) => b.op('Tile', [x, b.int64('repeats', [1, 2, 3])], 'y', [2, 6, 12]), tfjs: (x) => tf.tile(x, [1, 2, 3]) });
+    await checkOp({ name: 'LogSoftmax', shape: [3, 6], onnx: (b, x) => b.op('LogSoftmax', [x], 'y', [3, 6], { axis: { int: 1 } }), tfjs: (x) => tf.logSoftmax(x) });
+    await checkOp({ name: 'LogSoftmax on the middle axis', shape: [2, 4, 3], onnx: (b, x) => b.op('LogSoftmax', [x], 'y', [2, 4, 3], { axis: { int: -2 } }), tfjs: (x) => tf.transpose(tf.logSoftmax(tf.transpose(x, [0, 2, 1])), [0, 2, 1]) });
+  });
+
+  it('ConvTranspose: strides, pads, output_padding, dilation, groups, bias; weights as a value; a weight gradient refused', async () => {
+    interface TransposeSpec { inputs: number; outputs: number; kernel: [number, number]; strides?: [number, number]; dilations?: [number, number]; pads?: [number, number, number, number]; outputPadding?: [number, number]; group?: number }
+    const transposeCase = (name: string, shape: [number, number, number, number], spec: TransposeSpec, seed: number, bias: boolean, weightsAsValue = false): OpCase => {
+      const group = spec.group ?? 1;
+      const [sh, sw] = spec.strides ?? [1, 1];
+      const [dh, dw] = spec.dilations ?? [1, 1];
+      const [top, left, bottom, right] = spec.pads ?? [0, 0, 0, 0];
+      const [oph, opw] = spec.outputPadding ?? [0, 0];
+      const [n, , h, w] = shape;
+      const full = [(h - 1) * sh + (spec.kernel[0] - 1) * dh + 1, (w - 1) * sw + (spec.kernel[1] - 1) * dw + 1];
+      const out = [n, spec.outputs, full[0] + oph - top - bottom, full[1] + opw - left - right];
+      const wShape = [spec.inputs, spec.outputs / group, ...spec.kernel];
+      const weights = uniform(size(wShape), seed);
+      const biasValues = uniform(spec.outputs, seed + 1);
+      return {
+        name,
+        shape,
+        onnx: (b, x) => {
+          const constant = b.float32('w', weights, wShape);
+          const inputs = [x, weightsAsValue ? b.op('Identity', [constant], 'wValue', wShape) : constant];
+          if (bias) inputs.push(b.float32('bias', biasValues, [spec.outputs]));
+          return b.op('ConvTranspose', inputs, 'y', out, attrs({ kernel_shape: spec.kernel, strides: [sh, sw], dilations: [dh, dw], pads: [top, left, bottom, right], output_padding: [oph, opw], group }));
+        },
+        tfjs: (x) => {
+          // Each group's transposed convolution without pads (the dilation spread into the kernel), then output_padding's zeros added and the pads cropped.
+          const kernel = dilatedKernel(tf.tensor4d(weights, wShape as [number, number, number, number]), [dh, dw]);
+          const inPer = spec.inputs / group;
+          const outPer = spec.outputs / group;
+          const xs = toNhwc(x) as tf.Tensor4D;
+          const parts = Array.from({ length: group }, (_, g) => {
+            const filter = tf.transpose(tf.slice(kernel, [g * inPer, 0, 0, 0], [inPer, -1, -1, -1]), [2, 3, 1, 0]) as tf.Tensor4D;
+            return tf.conv2dTranspose(tf.slice(xs, [0, 0, 0, g * inPer], [-1, -1, -1, inPer]) as tf.Tensor4D, filter, [n, full[0], full[1], outPer], [sh, sw], 'valid');
+          });
+          let y: tf.Tensor = parts.length === 1 ? parts[0] : tf.concat(parts, 3);
+          y = tf.slice(tf.pad(y, [[0, 0], [0, oph], [0, opw], [0, 0]]), [0, top, left, 0], [-1, out[2], out[3], -1]);
+          if (bias) y = tf.add(y, biasValues);
+          return toNchw(y);
+        },
+      };
+    };
+    await checkOp(transposeCase('conv transpose 3×3 stride 2 pads 1 output_padding 1, bias', [2, 3, 4, 5], { inputs: 3, outputs: 4, kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1], outputPadding: [1, 1] }, 201, true));
+    await checkOp(transposeCase('conv transpose groups 2, dilation 2, pads 0,1,1,0', [2, 4, 4, 4], { inputs: 4, outputs: 6, kernel: [3, 2], dilations: [2, 2], pads: [0, 1, 1, 0], group: 2 }, 202, false));
+    await checkOp(transposeCase('conv transpose 2×2 stride 2 (upsampling), weights a graph value', [2, 3, 3, 4], { inputs: 3, outputs: 2, kernel: [2, 2], strides: [2, 2] }, 203, true, true));
+    const b = new GraphBuilder('convTransposeWeights');
+    const x = b.addInput('x', [2, 3, 3, 3]);
+    const kernel = b.op('Mul', [b.float32('w', uniform(3 * 2 * 2 * 2, 204), [3, 2, 2, 2]), b.op('ReduceMean', [x], 'm', [], { keepdims: { int: 0 } })], 'kernel', [3, 2, 2, 2]);
+    const y = b.op('ConvTranspose', [x, kernel], 'y', [2, 2, 4, 4], attrs({ kernel_shape: [2, 2] }));
+    const score = b.op('Flatten', [y], 'score', [2, 32], { axis: { int: 1 } });
+    b.addOutput(score);
+    assert.throws(() => buildGradientGraph(b.build(), { input: x, score, layers: [], inputGradient: true, rule: 'plain' }), /ConvTranspose ConvTranspose_y: its weights get no gradient/);
+  });
+
+  it('DepthToSpace (DCR and CRD) and SpaceToDepth', async () => {
+    const depthToSpace = (x: tf.Tensor, bs: number, mode: 'DCR' | 'CRD') => {
+      const [n, c, h, w] = x.shape;
+      const channels = c / (bs * bs);
+      return mode === 'DCR'
+        ? tf.reshape(tf.transpose(tf.reshape(x, [n, bs, bs, channels, h, w]), [0, 3, 4, 1, 5, 2]), [n, channels, h * bs, w * bs])
+        : tf.reshape(tf.transpose(tf.reshape(x, [n, channels, bs, bs, h, w]), [0, 1, 4, 2, 5, 3]), [n, channels, h * bs, w * bs]);
+    };
+    for (const mode of ['DCR', 'CRD'] as const) {
+      await checkOp({
+        name: `DepthToSpace ${mode}`,
+        shape: [2, 8, 2, 3],
+        onnx: (b, x) => b.op('Tanh', [b.op('DepthToSpace', [x], 'd', [2, 2, 4, 6], { blocksize: { int: 2 }, mode: { string: mode } })], 'y', [2, 2, 4, 6]),
+        tfjs: (x) => tf.tanh(depthToSpace(x, 2, mode)),
+      });
+    }
+    await checkOp({
+      name: 'SpaceToDepth',
+      shape: [2, 2, 4, 6],
+      onnx: (b, x) => b.op('Tanh', [b.op('SpaceToDepth', [x], 'd', [2, 8, 2, 3], { blocksize: { int: 2 } })], 'y', [2, 8, 2, 3]),
+      tfjs: (x) => tf.tanh(tf.reshape(tf.transpose(tf.reshape(x, [2, 2, 2, 2, 3, 2]), [0, 3, 5, 1, 2, 4]), [2, 8, 2, 3])),
+    });
+  });
+
+  it('Resize nearest by whole factors (PyTorch’s Upsample: asymmetric, floor; half_pixel by sizes); other modes refused', async () => {
+    const shape = [2, 3, 3, 4];
+    // Each cell repeated f times along an axis: gathered at ⌊o/f⌋.
+    const repeat = (x: tf.Tensor, axis: number, f: number) => tf.gather(x, tf.tensor1d(Array.from({ length: x.shape[axis] * f }, (_, o) => Math.floor(o / f)), 'int32'), axis);
+    const upsample = (x: tf.Tensor, [fh, fw]: [number, number]) => repeat(repeat(x, 2, fh), 3, fw);
+    await checkOp({
+      name: 'Resize ×2, asymmetric floor (scales)',
+      shape,
+      onnx: (b, x) => b.op('Resize', [x, '', b.float32('scales', [1, 1, 2, 2], [4])], 'y', [2, 3, 6, 8], { mode: { string: 'nearest' }, coordinate_transformation_mode: { string: 'asymmetric' }, nearest_mode: { string: 'floor' } }),
+      tfjs: (x) => upsample(x, [2, 2]),
+    });
+    await checkOp({
+      name: 'Resize ×3 on one axis, half_pixel round_prefer_floor (sizes)',
+      shape,
+      onnx: (b, x) => b.op('Resize', [x, '', '', b.int64('sizes', [2, 3, 9, 4])], 'y', [2, 3, 9, 4], { mode: { string: 'nearest' } }),
+      tfjs: (x) => upsample(x, [3, 1]),
+    });
+    const b = new GraphBuilder('resizeLinear');
+    const x = b.addInput('x', shape);
+    const y = b.op('Resize', [x, '', b.float32('scales', [1, 1, 2, 2], [4])], 'y', [2, 3, 6, 8], { mode: { string: 'linear' } });
+    const score = b.op('Flatten', [y], 'score', [2, 144], { axis: { int: 1 } });
+    b.addOutput(score);
+    assert.throws(() => buildGradientGraph(b.build(), { input: x, score, layers: [], inputGradient: true, rule: 'plain' }), /Resize Resize_y: only nearest mode .* not mode linear/);
+  });
+
   it('an op without a backward rule: undifferentiableOps lists it (not ops on shapes or constants), the gradient graph refuses it in one sentence', () => {
     const b = new GraphBuilder('unsupported');
     const x = b.addInput('x', [2, 3]);
     const r = b.op('Relu', [x], 'r', [2, 3]);
-    const top = b.op('ReduceMax', [r], 'top', [2, 1], { axes: { ints: [1] }, keepdims: { int: 1 } }, undefined);
+    const top = b.op('ReduceProd', [r], 'top', [2, 1], { axes: { ints: [1] }, keepdims: { int: 1 } }, undefined);
     const offset = b.op('Cos', [b.float32('angle', [0.5], [])], 'offset', []);
     const dims = b.op('Shape', [x], 'dims', [2], undefined, 'int64');
     const width = b.op('Cast', [b.op('Gather', [dims, b.constant('one', int64Tensor([1], []))], 'width', [], { axis: { int: 0 } }, 'int64')], 'widthFloat', [], { to: { int: 1 } });
     const shifted = b.op('Add', [b.op('Mul', [b.op('Sub', [r, top], 'centred', [2, 3]), width], 'scaled', [2, 3]), offset], 'shifted', [2, 3]);
     const score = b.op('Cos', [shifted], 'score', [2, 3]);
     b.addOutput(score);
-    assert.deepEqual(undifferentiableOps(b.build()), [{ op: 'ReduceMax', node: 'ReduceMax_top' }, { op: 'Cos', node: 'Cos_score' }]);
+    assert.deepEqual(undifferentiableOps(b.build()), [{ op: 'ReduceProd', node: 'ReduceProd_top' }, { op: 'Cos', node: 'Cos_score' }]);
     assert.throws(
       () => buildGradientGraph(b.build(), { input: x, score, layers: [], inputGradient: true, rule: 'plain' }),
       (error: Error) => isUserError(error) && /cannot differentiate Cos \(node Cos_score\), so gradient-based explainers cannot run/.test(error.message) && !/tfjs/.test(error.message),

@@ -161,15 +161,15 @@ describe('an NHWC ONNX graph (layout: nhwc): the tiny-cnn fixture as salgrid exp
 });
 
 describe('an ONNX graph with an op that has no backward rule', () => {
-  const file = out('softsign.onnx');
-  const inputs = out('softsign-inputs.npy');
+  const file = out('thresholded-relu.onnx');
+  const inputs = out('thresholded-relu-inputs.npy');
   before(async () => {
-    // conv → Softsign → global pooling → flatten → dense: torch would name its nodes by module.
-    const b = new GraphBuilder('softsign');
+    // conv → ThresholdedRelu → global pooling → flatten → dense: torch would name its nodes by module.
+    const b = new GraphBuilder('thresholdedRelu');
     const x = b.addInput('input', [1, 3, 8, 8]);
     const w = b.float32('conv.weight', Float32Array.from({ length: 4 * 3 * 9 }, (_, i) => Math.sin(i)), [4, 3, 3, 3]);
     const conv = b.node('Conv', [x, w], [{ name: '/conv/Conv_output_0', shape: [1, 4, 8, 8] }], { pads: { ints: [1, 1, 1, 1] } }, '/conv/Conv')[0];
-    const soft = b.node('Softsign', [conv], [{ name: '/act/Softsign_output_0', shape: [1, 4, 8, 8] }], undefined, '/act/Softsign')[0];
+    const soft = b.node('ThresholdedRelu', [conv], [{ name: '/act/ThresholdedRelu_output_0', shape: [1, 4, 8, 8] }], { alpha: { float: 0.1 } }, '/act/ThresholdedRelu')[0];
     const pooled = b.node('GlobalAveragePool', [soft], [{ name: '/pool/GlobalAveragePool_output_0', shape: [1, 4, 1, 1] }], undefined, '/pool/GlobalAveragePool')[0];
     const flat = b.node('Flatten', [pooled], [{ name: '/Flatten_output_0', shape: [1, 4] }], undefined, '/Flatten')[0];
     const dense = b.float32('fc.weight', Float32Array.from({ length: 8 }, (_, i) => Math.cos(i)), [2, 4]);
@@ -183,14 +183,14 @@ describe('an ONNX graph with an op that has no backward rule', () => {
   it('predicts and runs forward-only explainers; a gradient through the op fails in one sentence naming the op and the node', async () => {
     const model = ['--model', file, '--input', inputs, '--backend', 'onnx:cpu', '--threads', '1', '--arch-param', 'normalize=unit'];
     const [predicted, occluded, gradcam] = await Promise.all([
-      salgrid('predict', ...model, '--out', out('softsign-p.npy')),
-      salgrid('explain', ...model, '--method', 'occlusion', '--param', 'window=[4,4]', '--param', 'stride=[4,4]', '--out', out('softsign-occlusion.npy')),
-      salgrid('explain', ...model, '--method', 'gradcam', '--layer', 'conv', '--out', out('softsign-gradcam.npy')),
+      salgrid('predict', ...model, '--out', out('thresholded-relu-p.npy')),
+      salgrid('explain', ...model, '--method', 'occlusion', '--param', 'window=[4,4]', '--param', 'stride=[4,4]', '--out', out('thresholded-relu-occlusion.npy')),
+      salgrid('explain', ...model, '--method', 'gradcam', '--layer', 'conv', '--out', out('thresholded-relu-gradcam.npy')),
     ]);
     ok(predicted);
-    assert.deepEqual((await readNpy(out('softsign-p.npy'))).shape, [2, 2]);
+    assert.deepEqual((await readNpy(out('thresholded-relu-p.npy'))).shape, [2, 2]);
     ok(occluded);
-    mistake(gradcam, /cannot differentiate Softsign \(node \/act\/Softsign\)/);
+    mistake(gradcam, /cannot differentiate ThresholdedRelu \(node \/act\/ThresholdedRelu\)/);
   });
 });
 

@@ -1,6 +1,6 @@
 /**
- * Backward rules of the weighted ops: Conv, BatchNormalization and
- * LayerNormalization — with
+ * Backward rules of the weighted ops: Conv, BatchNormalization,
+ * LayerNormalization and InstanceNormalization — with
  * constant weights for explainers (input gradients only), and with weights
  * as graph values for training (onnx/training-graph.ts): then the kernel and
  * bias get gradients too, and a batch norm that normalises with its batch's
@@ -19,12 +19,16 @@
  * backward weights instead of a pass over dy.
  *
  * Layer norm normalises with each sample's own statistics over its last
- * axes, so its backward recomputes them (see layerNormBackward).
+ * axes, so its backward recomputes them (see layerNormBackward); instance
+ * norm likewise per sample and channel (instanceNormBackward).
+ *
+ * ConvTranspose gets an input gradient only (its weights none): a Conv with
+ * the same weights and geometry (convTransposeBackward).
  */
 import type { BackwardContext, BackwardRule, Gradient } from './backward-context.ts';
 import type { GraphNode } from './graph.ts';
 import { reduceTo } from './backward-elementwise.ts';
-import { floatAttribute, intAttribute, intsAttribute, transposedEnds, windowOf, type Window } from './node-attributes.ts';
+import { floatAttribute, intAttribute, intsAttribute, stringAttribute, transposedEnds, windowOf, type Window } from './node-attributes.ts';
 
 /** Weights [M, ...] with output channel m multiplied by scale[m]. */
 function scaleOutputChannels(weights: Float32Array, outputs: number, scale: Float32Array): Float32Array {
@@ -336,5 +340,98 @@ export const layerNormBackward: BackwardRule = (ctx, node, dy, wants) => {
   }
   if (wants[1]) result[1] = { value: reduceTo(ctx, full('Mul', [g, xHat], 'dyXHat'), ctx.shape(scale), `${scale}.grad.${label}`) };
   if (wants[2] && bias !== undefined && bias !== '') result[2] = { value: reduceTo(ctx, g, ctx.shape(bias), `${bias}.grad.${label}`) };
+  return result;
+};
+
+/**
+ * InstanceNormalization (PyTorch's GroupNorm exports to one, on the groups
+ * as channels, with scale 1 and bias 0): layer norm's backward per (n, c)
+ * over the spatial axes, with a per-channel scale — with x̂ = (x − μ)·s,
+ * s = 1/√(σ² + ε) (σ² biased), g = dy·scale[c] and means over the spatial
+ * axes,
+ *   dx = s·(g − mean(g) − x̂·mean(g·x̂)),  dscale = Σ dy·x̂,  dB = Σ dy
+ * (the last two summed over the batch and the spatial axes). μ and σ² are
+ * recomputed with ReduceMean, as layerNormBackward does; a constant scale of
+ * ones costs no multiplication.
+ */
+export const instanceNormBackward: BackwardRule = (ctx, node, dy, wants) => {
+  const [x, scale, bias] = node.inputs;
+  const label = node.name ?? node.outputs[0];
+  const shape = ctx.shape(x);
+  const rank = shape.length;
+  if (rank < 3) throw new Error(`InstanceNormalization ${label}: needs an input [N, C, ...spatial], not [${shape.join(', ')}]`);
+  const axes = Array.from({ length: rank - 2 }, (_, i) => i + 2);
+  const statShape = shape.map((size, i) => (i >= 2 ? 1 : size));
+  const channelShape = [shape[1], ...axes.map(() => 1)];
+  const epsilon = floatAttribute(node, 'epsilon', 1e-5);
+  const mean = (value: string, name: string) => ctx.op('ReduceMean', [value], `${label}.${name}`, statShape, { axes: { ints: axes }, keepdims: { int: 1 } });
+  const full = (op: string, inputs: string[], name: string) => ctx.op(op, inputs, `${label}.${name}`, shape);
+  const { inverseStd, xHat } = ctx.memo(`instanceNorm:${label}`, () => {
+    const centred = full('Sub', [x, mean(x, 'mean')], 'centred');
+    const variance = mean(full('Mul', [centred, centred], 'centredSquared'), 'variance');
+    const std = ctx.op('Sqrt', [ctx.op('Add', [variance, ctx.scalar(epsilon)], `${label}.variancePlusEpsilon`, statShape)], `${label}.std`, statShape);
+    const inverse = ctx.op('Reciprocal', [std], `${label}.inverseStd`, statShape);
+    return { inverseStd: inverse, xHat: full('Mul', [centred, inverse], 'xHat') };
+  });
+  const g = ctx.materialize(dy);
+  const perChannelSum = (value: string, name: string) => ctx.op('ReduceSum', [value, ctx.int64(`${name}.axes`, [0, ...axes])], name, [shape[1]], { keepdims: { int: 0 } });
+  const result: Array<Gradient | undefined> = [undefined, undefined, undefined];
+  if (wants[0]) {
+    const ones = ctx.floats(scale)?.every((v) => v === 1) ?? false;
+    const scaled = ones ? g : full('Mul', [g, ctx.reshape(scale, channelShape, `${scale}.perChannel.${label}`)], 'dyScaled');
+    const centredG = full('Sub', [scaled, mean(scaled, 'dyScaledMean')], 'dyScaledCentred');
+    const projection = full('Mul', [xHat, mean(full('Mul', [scaled, xHat], 'dyScaledXHat'), 'dyScaledXHatMean')], 'projection');
+    result[0] = { value: ctx.op('Mul', [full('Sub', [centredG, projection], 'dxUnscaled'), inverseStd], `${x}.grad.${label}`, shape) };
+  }
+  if (wants[1]) result[1] = { value: perChannelSum(full('Mul', [g, xHat], 'dyXHat'), `${scale}.grad.${label}`) };
+  if (wants[2]) result[2] = { value: perChannelSum(g, `${bias}.grad.${label}`) };
+  return result;
+};
+
+/**
+ * ConvTranspose, input gradient only: the adjoint of a transposed
+ * convolution is the convolution with the same weights W [C_in, C_out/g,
+ * ...k] read as a Conv kernel (C_in outputs from C_out/g inputs per group),
+ * the same strides, dilations, pads and group — whether W is a constant or a
+ * graph value. Output_padding only adds output cells no input reaches, so
+ * the Conv's floor drops them. The bias gets Σ dy; a weight gradient is not
+ * built. Explicit pads only (auto_pad NOTSET or VALID, no output_shape).
+ */
+export const convTransposeBackward: BackwardRule = (ctx, node, dy, wants) => {
+  const [x, w, bias] = node.inputs;
+  const label = node.name ?? node.outputs[0];
+  if (wants[1]) throw new Error(`ConvTranspose ${label}: its weights get no gradient (only its input and bias do)`);
+  const xShape = ctx.shape(x);
+  const yShape = ctx.shape(node.outputs[0]);
+  const wShape = ctx.shape(w);
+  const rank = xShape.length - 2;
+  const autoPad = stringAttribute(node, 'auto_pad', 'NOTSET');
+  if ((autoPad !== 'NOTSET' && autoPad !== 'VALID') || intsAttribute(node, 'output_shape')) {
+    throw new Error(`ConvTranspose ${label}: only explicit pads are supported, not auto_pad ${autoPad}${intsAttribute(node, 'output_shape') ? ' with an output_shape' : ''}`);
+  }
+  const kernel = intsAttribute(node, 'kernel_shape') ?? wShape.slice(2);
+  const ones = new Array<number>(rank).fill(1);
+  const strides = intsAttribute(node, 'strides') ?? ones;
+  const dilations = intsAttribute(node, 'dilations') ?? ones;
+  const pads = autoPad === 'VALID' ? new Array<number>(2 * rank).fill(0) : intsAttribute(node, 'pads') ?? new Array<number>(2 * rank).fill(0);
+  const group = intAttribute(node, 'group', 1);
+  const reached = kernel.map((k, i) => Math.floor((yShape[i + 2] + pads[i] + pads[i + rank] - ((k - 1) * dilations[i] + 1)) / strides[i]) + 1);
+  if (reached.some((size, i) => size !== xShape[i + 2])) {
+    throw new Error(`ConvTranspose ${label}: its output [${yShape.join(', ')}] is not what its input [${xShape.join(', ')}] reaches with these strides and pads (output_padding at least the stride?)`);
+  }
+  const g = ctx.materialize(dy);
+  const result: Array<Gradient | undefined> = [undefined, undefined, undefined];
+  if (wants[0]) {
+    result[0] = {
+      value: ctx.op('Conv', [g, w], `${x}.grad.${label}`, xShape, {
+        kernel_shape: { ints: kernel },
+        strides: { ints: strides },
+        dilations: { ints: dilations },
+        pads: { ints: pads },
+        group: { int: group },
+      }),
+    };
+  }
+  if (wants[2]) result[2] = { value: ctx.op('ReduceSum', [g, ctx.int64(`${bias}.grad.axes`, [0, ...kernel.map((_, i) => i + 2)])], `${bias}.grad.${label}`, [yShape[1]], { keepdims: { int: 0 } }) };
   return result;
 };

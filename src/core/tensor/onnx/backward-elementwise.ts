@@ -1,7 +1,9 @@
 /**
  * Backward rules of element-wise ops: activations (with tfjs's conventions at
- * the kinks, so that both engines agree there), broadcasting arithmetic, and
- * Softmax.
+ * the kinks, so that both engines agree there, where PyTorch's agree too;
+ * Abs follows PyTorch, 0 at 0, where tfjs passes −dy), broadcasting
+ * arithmetic (Max and Min splitting ties evenly as PyTorch does, Mean,
+ * Where), Softmax and LogSoftmax.
  */
 import type { BackwardContext, BackwardRule, Gradient } from './backward-context.ts';
 import type { GraphNode } from './graph.ts';
@@ -235,4 +237,129 @@ export const divBackward: BackwardRule = (ctx, node, dy, wants) => {
   const quotient = ctx.op('Div', [g, node.inputs[1]], `${g}.overDivisor`, shape);
   const divisorGradient = (): string => ctx.op('Neg', [ctx.op('Mul', [quotient, node.outputs[0]], `${quotient}.timesY`, shape)], `${gradientName(node, 1)}.full`, shape);
   return [wants[0] ? operandGradient(ctx, node, 0, quotient) : undefined, wants[1] ? operandGradient(ctx, node, 1, divisorGradient()) : undefined];
+};
+
+/**
+ * PRelu, y = x for x > 0 else slope·x, the slope broadcast to x (PyTorch
+ * exports a per-channel slope as [C, 1, 1]): dx = dy where x > 0, else
+ * slope·dy; dslope = Σ dy·x where x ≤ 0 (PyTorch's prelu backward: the
+ * slope's side at x = 0).
+ */
+export const preluBackward: BackwardRule = (ctx, node, dy, wants) => {
+  const [x, slope] = node.inputs;
+  const shape = ctx.shape(x);
+  const g = ctx.materialize(dy);
+  const positive = ctx.memo(`positive:${x}`, () => bool(ctx, 'Greater', [x, ctx.scalar(0)], `${x}.positive`, shape));
+  const result: Array<Gradient | undefined> = [undefined, undefined];
+  if (wants[0]) result[0] = { value: ctx.op('Where', [positive, g, ctx.op('Mul', [g, slope], `${g}.timesSlope`, shape)], gradientName(node), shape) };
+  if (wants[1]) {
+    const full = ctx.op('Where', [positive, ctx.scalar(0), ctx.op('Mul', [g, x], `${g}.timesX`, shape)], `${gradientName(node, 1)}.full`, shape);
+    result[1] = { value: reduceTo(ctx, full, ctx.shape(slope), gradientName(node, 1)) };
+  }
+  return result;
+};
+
+/**
+ * Selu, y = γ·x for x > 0 else γ·α·(eˣ − 1): dy·γ for x > 0, else
+ * dy·(y + γ·α) = dy·γ·α·eˣ (PyTorch's and tfjs's, the exponential side at 0).
+ */
+export const seluBackward: BackwardRule = (ctx, node, dy) => {
+  const [x] = node.inputs;
+  const y = node.outputs[0];
+  const shape = ctx.shape(x);
+  const alpha = floatAttribute(node, 'alpha', 1.67326319217681884765625);
+  const gamma = floatAttribute(node, 'gamma', 1.05070102214813232421875);
+  const positive = bool(ctx, 'Greater', [x, ctx.scalar(0)], `${x}.positive`, shape);
+  const slope = ctx.op('Where', [positive, ctx.scalar(gamma), ctx.op('Add', [y, ctx.scalar(gamma * alpha)], `${y}.seluNegativeSlope`, shape)], `${y}.seluSlope`, shape);
+  return [{ value: ctx.op('Mul', [ctx.materialize(dy), slope], gradientName(node), shape) }];
+};
+
+/** Celu, y = max(0, x) + min(0, α·(e^(x/α) − 1)): dy for x > 0, else dy·e^(x/α) = dy·(y/α + 1) (1 at 0, as PyTorch's). */
+export const celuBackward: BackwardRule = (ctx, node, dy) => {
+  const [x] = node.inputs;
+  const y = node.outputs[0];
+  const shape = ctx.shape(x);
+  const alpha = floatAttribute(node, 'alpha', 1);
+  const positive = bool(ctx, 'Greater', [x, ctx.scalar(0)], `${x}.positive`, shape);
+  const negative = ctx.op('Add', [ctx.op('Mul', [y, ctx.scalar(1 / alpha)], `${y}.overAlpha`, shape), ctx.scalar(1)], `${y}.celuNegativeSlope`, shape);
+  const slope = ctx.op('Where', [positive, ctx.scalar(1), negative], `${y}.celuSlope`, shape);
+  return [{ value: ctx.op('Mul', [ctx.materialize(dy), slope], gradientName(node), shape) }];
+};
+
+/** Softsign, y = x/(1 + |x|): dy/(1 + |x|)². */
+export const softsignBackward: BackwardRule = (ctx, node, dy) => {
+  const [x] = node.inputs;
+  const shape = ctx.shape(x);
+  const denominator = ctx.op('Add', [ctx.op('Abs', [x], `${x}.abs`, shape), ctx.scalar(1)], `${x}.softsignDenominator`, shape);
+  const squared = ctx.op('Mul', [denominator, denominator], `${x}.softsignDenominatorSquared`, shape);
+  return [{ value: ctx.op('Div', [ctx.materialize(dy), squared], gradientName(node), shape) }];
+};
+
+/** dy·sign(x): 0 at x = 0, as PyTorch's and tfjs's. */
+export const absBackward: BackwardRule = (ctx, node, dy) => {
+  const [x] = node.inputs;
+  const shape = ctx.shape(x);
+  return [{ value: ctx.op('Mul', [ctx.materialize(dy), ctx.op('Sign', [x], `${x}.sign`, shape)], gradientName(node), shape) }];
+};
+
+/** dy/x. */
+export const logBackward: BackwardRule = (ctx, node, dy) => [{ value: ctx.op('Div', [ctx.materialize(dy), node.inputs[0]], gradientName(node), ctx.shape(node.inputs[0])) }];
+
+/** y = 1/x: −dy·y². */
+export const reciprocalBackward: BackwardRule = (ctx, node, dy) => {
+  const y = node.outputs[0];
+  const shape = ctx.shape(y);
+  const squared = ctx.op('Mul', [y, y], `${y}.squared`, shape);
+  return [{ value: ctx.op('Neg', [ctx.op('Mul', [ctx.materialize(dy), squared], `${gradientName(node)}.positive`, shape)], gradientName(node), shape) }];
+};
+
+/** Mean of n broadcast operands: dy/n to each, summed down to its shape. */
+export const meanBackward: BackwardRule = (ctx, node, dy, wants) => {
+  const g = ctx.materialize(dy);
+  const n = node.inputs.length;
+  const share = n === 1 ? g : ctx.op('Mul', [g, ctx.scalar(1 / n)], `${g}.share`, ctx.shape(g));
+  return node.inputs.map((_, i) => (wants[i] ? operandGradient(ctx, node, i, share) : undefined));
+};
+
+/**
+ * Max and Min, element-wise over n broadcast operands: dy to the operands
+ * equal to the result, split evenly where several are (PyTorch's
+ * maximum/minimum give each of two tied operands half; tfjs gives it all to
+ * the first): dxᵢ = dy·[xᵢ = y]/Σⱼ[xⱼ = y], summed down to xᵢ's shape.
+ */
+export const maxMinBackward: BackwardRule = (ctx, node, dy, wants) => {
+  if (node.inputs.length === 1) return [dy];
+  const y = node.outputs[0];
+  const shape = ctx.shape(y);
+  const g = ctx.materialize(dy);
+  const label = node.name ?? y;
+  // Each operand compared with y broadcasts to y's shape.
+  const selected = node.inputs.map((x, i) => ctx.op('Cast', [bool(ctx, 'Equal', [x, y], `${label}.selects${i}`, shape)], `${label}.selects${i}.float`, shape, { to: { int: 1 } }));
+  const count = ctx.op(selected.length === 2 ? 'Add' : 'Sum', selected, `${label}.ties`, shape);
+  const share = ctx.op('Div', [g, count], `${g}.perTie`, shape);
+  return node.inputs.map((_, i) => (wants[i] ? operandGradient(ctx, node, i, ctx.op('Mul', [share, selected[i]], `${gradientName(node, i)}.full`, shape)) : undefined));
+};
+
+/** Where(condition, X, Y): dy to X where the condition holds, to Y elsewhere, each summed down to its shape; the condition gets none. */
+export const whereBackward: BackwardRule = (ctx, node, dy, wants) => {
+  const [condition] = node.inputs;
+  const g = ctx.materialize(dy);
+  const shape = ctx.shape(g);
+  const zero = ctx.scalar(0);
+  return [
+    undefined,
+    wants[1] ? operandGradient(ctx, node, 1, ctx.op('Where', [condition, g, zero], `${gradientName(node, 1)}.full`, shape)) : undefined,
+    wants[2] ? operandGradient(ctx, node, 2, ctx.op('Where', [condition, zero, g], `${gradientName(node, 2)}.full`, shape)) : undefined,
+  ];
+};
+
+/** y = x − log Σ eˣ over the axis: dy − eʸ·Σ dy. */
+export const logSoftmaxBackward: BackwardRule = (ctx, node, dy) => {
+  const y = node.outputs[0];
+  const shape = ctx.shape(y);
+  const axis = (intAttribute(node, 'axis', -1) + shape.length) % shape.length;
+  const g = ctx.materialize(dy);
+  const total = ctx.op('ReduceSum', [g, ctx.int64(`${y}.axis`, [axis])], `${g}.total`, shape.map((size, i) => (i === axis ? 1 : size)), { keepdims: { int: 1 } });
+  const softmax = ctx.op('Exp', [y], `${y}.softmax`, shape);
+  return [{ value: ctx.op('Sub', [g, ctx.op('Mul', [softmax, total], `${g}.spread`, shape)], gradientName(node), shape) }];
 };

@@ -1,7 +1,9 @@
 /**
- * Backward rules of pooling — MaxPool, AveragePool, GlobalAveragePool — and
- * of the reductions ReduceMean and ReduceSum, whose gradient is dy (divided
- * by the count for a mean) broadcast back over the reduced axes.
+ * Backward rules of pooling — MaxPool, AveragePool, GlobalAveragePool,
+ * GlobalMaxPool — and of the reductions ReduceMean and ReduceSum, whose
+ * gradient is dy (divided by the count for a mean) broadcast back over the
+ * reduced axes, and ReduceMax and ReduceMin, whose gradient goes to the
+ * first extreme (see extremumBackward).
  *
  * Max pooling routes each window's gradient to the first maximum in
  * row-major window order, as PyTorch and tfjs's cpu kernels do, summing
@@ -19,9 +21,9 @@
  * kernel at unit strides (as fast as the forward pool), else a one-channel
  * ConvTranspose over the channels as batch.
  */
-import type { BackwardContext, BackwardRule } from './backward-context.ts';
+import type { BackwardContext, BackwardRule, Gradient } from './backward-context.ts';
 import type { GraphNode } from './graph.ts';
-import { elementCount, float32Tensor } from './graph.ts';
+import { elementCount, float32Tensor, int64Tensor } from './graph.ts';
 import { intAttribute, intsAttribute, transposedEnds, windowOf, type Window } from './node-attributes.ts';
 
 function poolWindow(node: GraphNode, xShape: readonly number[], yShape: readonly number[]): Window {
@@ -156,3 +158,60 @@ function reductionBackward(mean: boolean): BackwardRule {
 
 export const reduceMeanBackward: BackwardRule = reductionBackward(true);
 export const reduceSumBackward: BackwardRule = reductionBackward(false);
+
+/**
+ * ReduceMax and ReduceMin (and GlobalMaxPool, the max over the spatial
+ * axes): dy goes to the first extreme in row-major order over the reduced
+ * axes — MaxPool's convention, and what PyTorch's max(dim)/min(dim) pick on
+ * the CPU (their indices), which CBAM-style attention exports to
+ * ReduceMax(keepdims 1). (torch.amax/amin would split dy evenly among ties.)
+ * The reduced axes are made one (merged where adjacent, else transposed to
+ * the end first), ArgMax/ArgMin finds the first extreme along it, and a
+ * comparison of each position with that index masks dy broadcast back.
+ */
+function extremumBackward(ctx: BackwardContext, node: GraphNode, dy: Gradient, axes: readonly number[], max: boolean): Gradient {
+  const x = node.inputs[0];
+  const xShape = ctx.shape(x);
+  const name = `${x}.grad.${node.name ?? node.outputs[0]}`;
+  const kept = xShape.map((size, i) => (axes.includes(i) ? 1 : size));
+  const g = ctx.reshape(ctx.materialize(dy), kept, `${name}.kept`);
+  if (axes.length === 0 || axes.every((axis) => xShape[axis] === 1)) return { value: g };
+  const sorted = [...axes].sort((a, b) => a - b);
+  const adjacent = sorted.every((axis, i) => i === 0 || axis === sorted[i - 1] + 1);
+  // x arranged so that the reduced axes are adjacent, in their order, from `first` on.
+  const order = adjacent ? xShape.map((_, i) => i) : [...xShape.map((_, i) => i).filter((i) => !sorted.includes(i)), ...sorted];
+  const first = adjacent ? sorted[0] : xShape.length - sorted.length;
+  const arranged = order.map((axis) => xShape[axis]);
+  const source = adjacent ? x : ctx.op('Transpose', [x], `${name}.reducedLast`, arranged, { perm: { ints: order } });
+  const count = elementCount(sorted.map((axis) => xShape[axis]));
+  const merged = [...arranged.slice(0, first), count, ...arranged.slice(first + sorted.length)];
+  const flat = ctx.reshape(source, merged, `${name}.merged`);
+  const indexShape = merged.map((size, i) => (i === first ? 1 : size));
+  const index = ctx.op(max ? 'ArgMax' : 'ArgMin', [flat], `${name}.index`, indexShape, { axis: { int: first }, keepdims: { int: 1 } }, 'int64');
+  const positions = ctx.builder.constant(`${name}.positions`, int64Tensor(Array.from({ length: count }, (_, i) => i), merged.map((size, i) => (i === first ? size : 1))));
+  const hit = ctx.op('Equal', [positions, index], `${name}.hit`, merged, undefined, 'bool');
+  const mask = ctx.op('Cast', [hit], `${name}.mask`, merged, { to: { int: 1 } });
+  const unmerged = ctx.reshape(mask, arranged, `${name}.maskArranged`);
+  let routed: string;
+  if (adjacent) {
+    routed = ctx.op('Mul', [ctx.reshape(unmerged, xShape, `${name}.maskShaped`), g], name, xShape);
+  } else {
+    const inverse = new Array<number>(order.length);
+    order.forEach((axis, i) => (inverse[axis] = i));
+    const back = ctx.op('Transpose', [unmerged], `${name}.maskShaped`, xShape, { perm: { ints: inverse } });
+    routed = ctx.op('Mul', [back, g], name, xShape);
+  }
+  return { value: routed };
+}
+
+function extremumReductionBackward(max: boolean): BackwardRule {
+  return (ctx, node, dy) => [extremumBackward(ctx, node, dy, reducedAxes(ctx, node, ctx.shape(node.inputs[0]).length), max)];
+}
+
+export const reduceMaxBackward: BackwardRule = extremumReductionBackward(true);
+export const reduceMinBackward: BackwardRule = extremumReductionBackward(false);
+
+export const globalMaxPoolBackward: BackwardRule = (ctx, node, dy) => {
+  const rank = ctx.shape(node.inputs[0]).length;
+  return [extremumBackward(ctx, node, dy, Array.from({ length: rank - 2 }, (_, i) => i + 2), true)];
+};

@@ -1,8 +1,9 @@
 /**
  * Backward rules of ops that move values without arithmetic (Transpose,
- * Reshape and kin, Identity, Concat, Pad, Slice, Split, Gather), of Expand,
- * and of the matrix products MatMul and Gemm (weights constant: only the
- * data operand gets a gradient).
+ * Reshape and kin, Identity, Concat, Pad, Slice, Split, Gather, DepthToSpace,
+ * SpaceToDepth), of the copying ops Expand, Tile and nearest Resize by whole
+ * factors, and of the matrix products MatMul and Gemm (weights constant:
+ * only the data operand gets a gradient).
  */
 import { readingEveryOutput, type BackwardContext, type BackwardRule, type Gradient } from './backward-context.ts';
 import type { GraphNode } from './graph.ts';
@@ -272,3 +273,107 @@ export const RESHAPING_OPS = ['Reshape', 'Flatten', 'Squeeze', 'Unsqueeze'];
 export function isReshaping(node: GraphNode): boolean {
   return RESHAPING_OPS.includes(node.op);
 }
+
+/**
+ * Tile with constant repeats: each input cell was copied once per tile, so
+ * its gradient is dy summed over the tiles — dy viewed with a tile axis
+ * before each repeated axis ([…, r, d, …]), those axes summed away.
+ */
+export const tileBackward: BackwardRule = (ctx, node, dy) => {
+  const [x, repeatsValue] = node.inputs;
+  const label = node.name ?? node.outputs[0];
+  const repeats = ctx.ints(repeatsValue);
+  if (!repeats) throw new Error(`Tile ${label}: only constant repeats are supported`);
+  const xShape = ctx.shape(x);
+  const name = gradientName(node);
+  const g = ctx.materialize(dy);
+  if (repeats.every((r) => r === 1)) return [{ value: ctx.reshape(g, xShape, name) }];
+  const viewed: number[] = [];
+  const axes: number[] = [];
+  xShape.forEach((size, i) => {
+    if (repeats[i] !== 1) {
+      axes.push(viewed.length);
+      viewed.push(repeats[i]);
+    }
+    viewed.push(size);
+  });
+  const tiles = ctx.reshape(g, viewed, `${name}.tiles`);
+  return [{ value: ctx.op('ReduceSum', [tiles, ctx.int64(`${name}.axes`, axes)], name, xShape, { keepdims: { int: 0 } }) }];
+};
+
+/**
+ * DepthToSpace and SpaceToDepth only move values: each one's gradient is the
+ * inverse move. DepthToSpace in DCR mode and SpaceToDepth undo each other;
+ * DepthToSpace in CRD mode ([N, C, b, b, H, W] → [N, C, H, b, W, b]) is
+ * undone by the inverse Reshape, Transpose, Reshape.
+ */
+export const depthToSpaceBackward: BackwardRule = (ctx, node, dy) => {
+  const x = node.inputs[0];
+  const label = node.name ?? node.outputs[0];
+  const xShape = ctx.shape(x);
+  const blocksize = intAttribute(node, 'blocksize', 0);
+  if (xShape.length !== 4 || blocksize < 1) throw new Error(`DepthToSpace ${label}: needs a 4-D input and a blocksize, not [${xShape.join(', ')}] and ${blocksize}`);
+  const mode = stringAttribute(node, 'mode', 'DCR');
+  const g = ctx.materialize(dy);
+  const name = gradientName(node);
+  if (mode === 'DCR') return [{ value: ctx.op('SpaceToDepth', [g], name, xShape, { blocksize: { int: blocksize } }) }];
+  if (mode !== 'CRD') throw new Error(`DepthToSpace ${label}: mode ${mode} is not supported (DCR or CRD)`);
+  const [n, c, h, w] = xShape;
+  const channels = c / (blocksize * blocksize);
+  const blocks = ctx.reshape(g, [n, channels, h, blocksize, w, blocksize], `${name}.blocks`);
+  const moved = ctx.op('Transpose', [blocks], `${name}.moved`, [n, channels, blocksize, blocksize, h, w], { perm: { ints: [0, 1, 3, 5, 2, 4] } });
+  return [{ value: ctx.reshape(moved, xShape, name) }];
+};
+
+export const spaceToDepthBackward: BackwardRule = (ctx, node, dy) => {
+  const x = node.inputs[0];
+  const blocksize = intAttribute(node, 'blocksize', 0);
+  if (ctx.shape(x).length !== 4 || blocksize < 1) throw new Error(`SpaceToDepth ${node.name ?? node.outputs[0]}: needs a 4-D input and a blocksize`);
+  return [{ value: ctx.op('DepthToSpace', [ctx.materialize(dy)], gradientName(node), ctx.shape(x), { blocksize: { int: blocksize }, mode: { string: 'DCR' } }) }];
+};
+
+/**
+ * Resize in nearest mode by whole factors s, where each output cell reads
+ * input cell ⌊o/s⌋ — coordinate_transformation_mode asymmetric with
+ * nearest_mode floor (PyTorch's nn.Upsample(scale_factor=…) export), or
+ * half_pixel/pytorch_half_pixel with round_prefer_floor or round_prefer_ceil
+ * (o/s − ½ + 1/(2s) rounds to ⌊o/s⌋ too): each input cell was copied to an
+ * s-block, so its gradient is dy summed over its block (dy viewed with a
+ * block axis after each upsampled axis, those summed away). Other modes and
+ * factors have no rule.
+ */
+export const resizeBackward: BackwardRule = (ctx, node, dy, wants) => {
+  const x = node.inputs[0];
+  const label = node.name ?? node.outputs[0];
+  if (wants.some((wanted, i) => wanted && i > 0)) throw new Error(`Resize ${label}: only its input gets a gradient, not its roi, scales or sizes`);
+  const mode = stringAttribute(node, 'mode', 'nearest');
+  const transform = stringAttribute(node, 'coordinate_transformation_mode', 'half_pixel');
+  const nearest = stringAttribute(node, 'nearest_mode', 'round_prefer_floor');
+  const blockCopy = (transform === 'asymmetric' && nearest === 'floor')
+    || ((transform === 'half_pixel' || transform === 'pytorch_half_pixel') && (nearest === 'round_prefer_floor' || nearest === 'round_prefer_ceil'));
+  if (mode !== 'nearest' || !blockCopy) {
+    throw new Error(`Resize ${label}: only nearest mode copying whole blocks is differentiated (asymmetric with floor, or half_pixel with round_prefer_floor/ceil), not mode ${mode} with ${transform} and ${nearest}`);
+  }
+  if (node.inputs.length < 3) throw new Error(`Resize ${label}: the opset-10 form (scales as its second input) is not supported`);
+  if (intsAttribute(node, 'axes')) throw new Error(`Resize ${label}: the axes attribute is not supported`);
+  const xShape = ctx.shape(x);
+  const yShape = ctx.shape(node.outputs[0]);
+  const scales = node.inputs[2] ? ctx.floats(node.inputs[2]) : undefined;
+  const factors = xShape.map((size, i) => yShape[i] / size);
+  const whole = factors.every((f, i) => Number.isInteger(f) && f >= 1 && (!scales || scales.length === 0 || scales[i] === f));
+  if (!whole) throw new Error(`Resize ${label}: only whole upsampling factors are differentiated, not [${xShape.join(', ')}] → [${yShape.join(', ')}]${scales && scales.length > 0 ? ` by scales [${Array.from(scales).join(', ')}]` : ''}`);
+  const name = gradientName(node);
+  const g = ctx.materialize(dy);
+  if (factors.every((f) => f === 1)) return [{ value: ctx.reshape(g, xShape, name) }];
+  const viewed: number[] = [];
+  const axes: number[] = [];
+  xShape.forEach((size, i) => {
+    viewed.push(size);
+    if (factors[i] !== 1) {
+      axes.push(viewed.length);
+      viewed.push(factors[i]);
+    }
+  });
+  const blocks = ctx.reshape(g, viewed, `${name}.blocks`);
+  return [{ value: ctx.op('ReduceSum', [blocks, ctx.int64(`${name}.axes`, axes)], name, xShape, { keepdims: { int: 0 } }) }];
+};

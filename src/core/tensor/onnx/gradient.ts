@@ -18,17 +18,21 @@
  */
 import { UserError } from '../../errors.ts';
 import { BackwardContext, readsEveryOutput, type BackwardRule, type Gradient, type GradientRule } from './backward-context.ts';
-import { batchNormBackward, convBackward, layerNormBackward } from './backward-conv.ts';
+import { batchNormBackward, convBackward, convTransposeBackward, instanceNormBackward, layerNormBackward } from './backward-conv.ts';
 import {
-  addBackward, castBackward, clipBackward, divBackward, eluBackward, erfBackward, expBackward, hardSigmoidBackward, hardSwishBackward,
-  leakyReluBackward, mulBackward, negBackward, powBackward, reluBackward, sigmoidBackward, softmaxBackward, softplusBackward, sqrtBackward,
-  subBackward, tanhBackward,
+  absBackward, addBackward, castBackward, celuBackward, clipBackward, divBackward, eluBackward, erfBackward, expBackward,
+  hardSigmoidBackward, hardSwishBackward, leakyReluBackward, logBackward, logSoftmaxBackward, maxMinBackward, meanBackward, mulBackward,
+  negBackward, powBackward, preluBackward, reciprocalBackward, reluBackward, seluBackward, sigmoidBackward, softmaxBackward,
+  softplusBackward, softsignBackward, sqrtBackward, subBackward, tanhBackward, whereBackward,
 } from './backward-elementwise.ts';
 import { modifiedRules } from './backward-modified.ts';
-import { averagePoolBackward, globalAveragePoolBackward, maxPoolBackward, reduceMeanBackward, reduceSumBackward } from './backward-pool.ts';
 import {
-  concatBackward, expandBackward, gatherBackward, gemmBackward, identityBackward, isReshaping, matMulBackward, padBackward, reshapeBackward,
-  sliceBackward, splitBackward, transposeBackward,
+  averagePoolBackward, globalAveragePoolBackward, globalMaxPoolBackward, maxPoolBackward, reduceMaxBackward, reduceMeanBackward,
+  reduceMinBackward, reduceSumBackward,
+} from './backward-pool.ts';
+import {
+  concatBackward, depthToSpaceBackward, expandBackward, gatherBackward, gemmBackward, identityBackward, isReshaping, matMulBackward,
+  padBackward, reshapeBackward, resizeBackward, sliceBackward, spaceToDepthBackward, splitBackward, tileBackward, transposeBackward,
 } from './backward-shape.ts';
 import type { Graph, GraphNode } from './graph.ts';
 import { GraphBuilder } from './graph-builder.ts';
@@ -43,7 +47,9 @@ export type ValueLayout = 'nchw' | 'flat';
 
 const PLAIN_RULES: Readonly<Record<string, BackwardRule>> = {
   Conv: convBackward,
+  ConvTranspose: convTransposeBackward,
   BatchNormalization: batchNormBackward,
+  InstanceNormalization: instanceNormBackward,
   Relu: reluBackward,
   Clip: clipBackward,
   Sigmoid: sigmoidBackward,
@@ -51,6 +57,13 @@ const PLAIN_RULES: Readonly<Record<string, BackwardRule>> = {
   Elu: eluBackward,
   Softplus: softplusBackward,
   LeakyRelu: leakyReluBackward,
+  PRelu: preluBackward,
+  Selu: seluBackward,
+  Celu: celuBackward,
+  Softsign: softsignBackward,
+  Abs: absBackward,
+  Log: logBackward,
+  Reciprocal: reciprocalBackward,
   HardSigmoid: hardSigmoidBackward,
   HardSwish: hardSwishBackward,
   Erf: erfBackward,
@@ -60,10 +73,14 @@ const PLAIN_RULES: Readonly<Record<string, BackwardRule>> = {
   Pow: powBackward,
   Cast: castBackward,
   Softmax: softmaxBackward,
+  LogSoftmax: logSoftmaxBackward,
   LayerNormalization: layerNormBackward,
   ReduceMean: reduceMeanBackward,
   ReduceSum: reduceSumBackward,
+  ReduceMax: reduceMaxBackward,
+  ReduceMin: reduceMinBackward,
   MaxPool: maxPoolBackward,
+  GlobalMaxPool: globalMaxPoolBackward,
   AveragePool: averagePoolBackward,
   GlobalAveragePool: globalAveragePoolBackward,
   Add: addBackward,
@@ -71,6 +88,10 @@ const PLAIN_RULES: Readonly<Record<string, BackwardRule>> = {
   Sub: subBackward,
   Mul: mulBackward,
   Div: divBackward,
+  Mean: meanBackward,
+  Max: maxMinBackward,
+  Min: maxMinBackward,
+  Where: whereBackward,
   Transpose: transposeBackward,
   Reshape: reshapeBackward,
   Flatten: reshapeBackward,
@@ -84,6 +105,10 @@ const PLAIN_RULES: Readonly<Record<string, BackwardRule>> = {
   Split: splitBackward,
   Gather: gatherBackward,
   Expand: expandBackward,
+  Tile: tileBackward,
+  DepthToSpace: depthToSpaceBackward,
+  SpaceToDepth: spaceToDepthBackward,
+  Resize: resizeBackward,
   MatMul: matMulBackward,
   Gemm: gemmBackward,
 };
