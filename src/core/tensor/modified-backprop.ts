@@ -24,6 +24,12 @@ export interface PoolSpec {
 export interface BackwardRules {
   /** Element-wise activations to replace. */
   readonly activation?: ActivationOverride;
+  /**
+   * Layers (activations, max pooling) that keep their plain gradient: what
+   * the torch original applies functionally (F.relu), where Captum's module
+   * hooks do not reach.
+   */
+  readonly plainLayers?: ReadonlySet<string>;
   /** Stands in for every MaxPooling2D layer (NHWC input). */
   maxPool?(x: tf.Tensor4D, pool: PoolSpec): tf.Tensor4D;
 }
@@ -66,7 +72,8 @@ function forward(model: tf.LayersModel, s: Scored, x: tf.Tensor, rules: Backward
     if (!s.needed[i]) return;
     const inputs = step.inputs.map((key) => values.get(key) as tf.Tensor);
     let outputs: tf.Tensor[] | undefined;
-    if (rules?.maxPool && step.layer.getClassName() === 'MaxPooling2D' && inputs.length === 1 && inputs[0].rank === 4) {
+    const plain = rules?.plainLayers?.has(step.layer.name) === true;
+    if (rules?.maxPool && !plain && step.layer.getClassName() === 'MaxPooling2D' && inputs.length === 1 && inputs[0].rank === 4) {
       const spec = poolSpec(step.layer);
       const channelsFirst = (step.layer as unknown as { dataFormat?: string }).dataFormat === 'channelsFirst';
       if (spec) {
@@ -75,7 +82,7 @@ function forward(model: tf.LayersModel, s: Scored, x: tf.Tensor, rules: Backward
         outputs = [channelsFirst ? tf.transpose(pooled, [0, 3, 1, 2]) : pooled];
       }
     }
-    outputs ??= callLayer(step, inputs, { constantWeights: rules !== undefined, withoutSoftmax: i === s.unsoftmaxed, activation: rules?.activation });
+    outputs ??= callLayer(step, inputs, { constantWeights: rules !== undefined, withoutSoftmax: i === s.unsoftmaxed, activation: plain ? undefined : rules?.activation });
     step.outputs.forEach((key, j) => values.set(key, outputs![j]));
   });
   return values.get(s.key) as tf.Tensor;
@@ -246,9 +253,9 @@ function elementwise(fn: (x: tf.Tensor) => tf.Tensor, backward: (dy: tf.Tensor, 
  * passes back only positive gradients, and only where its input was positive.
  * Only ReLU is modified, as in Captum (which hooks nn.ReLU alone, not ReLU6).
  */
-export function guidedBackpropRules(): BackwardRules {
+export function guidedBackpropRules(plainLayers: ReadonlySet<string> = new Set()): BackwardRules {
   const relu = elementwise(tf.relu, (dy, x) => tf.relu(tf.mul(dy, tf.step(x))));
-  return { activation: { replaces: (name) => name === 'relu', apply: (_name, x) => relu(x) }, maxPool: maxPoolFirstMax };
+  return { activation: { replaces: (name) => name === 'relu', apply: (_name, x) => relu(x) }, maxPool: maxPoolFirstMax, plainLayers };
 }
 
 /** Captum DeepLift's ε: below it a difference from the reference counts as none, and the plain gradient is used. */
@@ -287,7 +294,7 @@ function rescaled(plain: tf.Tensor, numerator: tf.Tensor, deltaIn: tf.Tensor): t
  * the reference's, summed and divided by Δin. Take fresh rules for each
  * gradient computation: they keep state during its backward pass.
  */
-export function deepLiftRules(): BackwardRules {
+export function deepLiftRules(plainLayers: ReadonlySet<string> = new Set()): BackwardRules {
   // Captum hooks each module's input tensor and reads the gradient at its
   // output from a hook on the output tensor. Where one hooked module feeds
   // another (ReLU → MaxPool), both hooks sit on the same tensor and the
@@ -336,5 +343,5 @@ export function deepLiftRules(): BackwardRules {
         },
       };
     })(x) as tf.Tensor4D;
-  return { activation: { replaces: (name) => name in RESCALED, apply: (name, x) => ops[name](x) }, maxPool };
+  return { activation: { replaces: (name) => name in RESCALED, apply: (name, x) => ops[name](x) }, maxPool, plainLayers };
 }

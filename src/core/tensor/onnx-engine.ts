@@ -31,6 +31,8 @@ import { OnnxSession, type HostTensor } from './onnx/session.ts';
 export interface OnnxEngineOptions {
   readonly device: OnnxDevice;
   readonly threads: number;
+  /** Layers the modified backward rules leave plain (createEngine's EngineModelOptions). */
+  readonly functionalLayers?: readonly string[];
 }
 
 /** Pixels (rows × height × width) one session call takes at most: bounds the memory a gradient graph holds. */
@@ -145,14 +147,16 @@ export class OnnxEngine implements ModelEngine {
     if (bad !== undefined) throw new UserError(`Target class ${bad} does not exist: the model scores ${classes} classes (0…${classes - 1}).`);
     const softmax = this.#keepsSoftmax(request);
     const unique = [...new Set(layers)];
-    const key = (rows: number) => `grad|${rows}|${rule}|${softmax}|${wantsInput}|${unique.join(',')}`;
+    const functional = rule === 'plain' ? '' : (this.#options.functionalLayers ?? []).join(',');
+    const key = (rows: number) => `grad|${rows}|${rule}|${functional}|${softmax}|${wantsInput}|${unique.join(',')}`;
     const build = (rows: number) => () => {
       const exported = this.#model.forward(rows, softmax);
       const values = unique.map((layer) => this.#model.value(exported, layer));
       for (const layer of unique) {
         if (!this.#model.reachesScore(exported, layer)) throw new UserError(`The output of model ${this.#model.name} does not depend on layer "${layer}"; pick one on the path to the output.`);
       }
-      const built = buildGradientGraph(exported.graph, { input: exported.input, score: exported.output, layers: values, inputGradient: wantsInput, rule, layouts: exported.layouts, device: this.#options.device });
+      const plainValues = rule === 'plain' ? undefined : new Set((this.#options.functionalLayers ?? []).map((layer) => this.#model.value(exported, layer)));
+      const built = buildGradientGraph(exported.graph, { input: exported.input, score: exported.output, layers: values, inputGradient: wantsInput, rule, layouts: exported.layouts, device: this.#options.device, ...(plainValues ? { plainValues } : {}) });
       const outputs = [...built.activations, ...built.gradients, ...(wantsInput && built.input !== undefined ? [built.input] : [])];
       return { graph: built.graph, inputs: [exported.input, built.targets], outputs };
     };

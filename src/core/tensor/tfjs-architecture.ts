@@ -74,6 +74,12 @@ export interface TfjsArchitectureSpec<R extends Params = Params> {
   /** Where hooks on a module see different tensors than the module's output layer (DenseNet's norm5). */
   camLayers?(model: tf.LayersModel, module: string): CamLayers | undefined;
   convLayers(model: tf.LayersModel): string[];
+  /**
+   * Layers the torch original applies functionally (F.relu in a forward,
+   * not an nn.ReLU module): Captum's module hooks do not reach them, so
+   * guided backprop and DeepLift leave them plain (createEngine).
+   */
+  functionalLayers?(model: tf.LayersModel): string[];
   /** torchvision's ImageNet weights for these params: the store name and the official file. */
   imagenet?(params: R): { name: string; url: string } | undefined;
 }
@@ -225,7 +231,7 @@ export function defineTfjsArchitecture<R extends Params>(spec: TfjsArchitectureS
     const target = camLayersOf(model, found.target);
     const convLayers = spec.convLayers(model);
     // The engine last: nothing after it can throw and leave it undisposed.
-    return { name: model.name, model, outputsProbabilities: outputsProbabilities(model), engine: createEngine(model), classes: found.classes, preprocessing: found.preprocessing, target, camLayers: (module: string) => camLayersOf(model, module), convLayers };
+    return { name: model.name, model, outputsProbabilities: outputsProbabilities(model), engine: createEngine(model, { functionalLayers: spec.functionalLayers?.(model) ?? [] }), classes: found.classes, preprocessing: found.preprocessing, target, camLayers: (module: string) => camLayersOf(model, module), convLayers };
   };
 
   const load = async (dir: string): Promise<TfjsLoadedModel> => {

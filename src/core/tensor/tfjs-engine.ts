@@ -12,9 +12,12 @@ import { deepLiftRules, guidedBackpropRules, modifiedInputGradient } from './mod
 
 export class TfjsEngine implements ModelEngine {
   readonly #model: tf.LayersModel;
+  readonly #functional: ReadonlySet<string>;
 
-  constructor(model: tf.LayersModel) {
+  /** `functionalLayers`: layers the modified backward rules leave plain (createEngine's EngineModelOptions). */
+  constructor(model: tf.LayersModel, functionalLayers: readonly string[] = []) {
     this.#model = model;
+    this.#functional = new Set(functionalLayers);
   }
 
   /** Read when asked: the tfjs backend may change after the engine is made. */
@@ -43,7 +46,7 @@ export class TfjsEngine implements ModelEngine {
       if (layers.length > 0 || !request.input) throw new Error(`the ${rule} backward rule gives the input gradient alone; ask for it (input: true) and for no layers`);
       // The modified rules always score the logits.
       if (request.beforeSoftmax === false) throw new Error(`the ${rule} backward rule scores the logits; beforeSoftmax: false is not supported with it`);
-      const rules = rule === 'guided' ? guidedBackpropRules() : deepLiftRules();
+      const rules = rule === 'guided' ? guidedBackpropRules(this.#functional) : deepLiftRules(this.#functional);
       return { layers: [], input: modifiedInputGradient(this.#model, x, targets, rules) as tf.Tensor4D };
     }
     const options = { beforeSoftmax: request.beforeSoftmax };

@@ -76,6 +76,8 @@ function denseNetFamily(id: string, depth: Depth): TfjsArchitecture<ResolvedDens
     // torchvision's forward applies an in-place ReLU to norm5: hooks record the activation after it and the gradient before it.
     camLayers: (_model, module) => (module === DENSENET_TARGET_LAYER ? { module, gradient: DENSENET_CAM_GRADIENT_LAYER, activation: DENSENET_CAM_ACTIVATION_LAYER } : undefined),
     convLayers: (model) => model.layers.filter((layer) => layer.getClassName() === 'Conv2D').map((layer) => layer.name),
+    // The ReLU after norm5 is F.relu in torchvision's forward; every other one is an nn.ReLU module.
+    functionalLayers: () => [DENSENET_CAM_ACTIVATION_LAYER],
     imagenet: (p) => (p.depth !== null ? { name: `densenet${p.depth}-imagenet`, url: `${TORCHVISION_IMAGENET_URL}${IMAGENET_FILES[p.depth]}` } : undefined),
   });
 }

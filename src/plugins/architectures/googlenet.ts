@@ -31,5 +31,7 @@ export const googLeNet = defineTfjsArchitecture<GoogLeNetParams>({
   target: () => GOOGLENET_TARGET_LAYER,
   layerForModule,
   convLayers: googLeNetConvLayers,
+  // Every ReLU is BasicConv2d's F.relu: torchvision's GoogLeNet has no nn.ReLU module for Captum to hook.
+  functionalLayers: (model) => model.layers.filter((layer) => layer.getClassName() === 'ReLU').map((layer) => layer.name),
   imagenet: () => ({ name: 'googlenet-imagenet', url: `${TORCHVISION_IMAGENET_URL}googlenet-1378be20.pth` }),
 });

@@ -156,9 +156,9 @@ function wholeModule(ctx: BackwardContext, node: GraphNode): boolean {
   return scopes.sizes.get(scope) === 1 && !scopes.parents.has(scope);
 }
 
-/** `modified` where the node is a whole module, else `plain`. */
-function onModules(modified: BackwardRule, plain: BackwardRule): BackwardRule {
-  return (ctx, node, dy, wants, outputs) => (wholeModule(ctx, node) ? modified : plain)(ctx, node, dy, wants, outputs);
+/** `modified` where the node is a whole module and not among the functional ones (`plainValues`: their outputs), else `plain`. */
+function onModules(modified: BackwardRule, plain: BackwardRule, plainValues: ReadonlySet<string>): BackwardRule {
+  return (ctx, node, dy, wants, outputs) => (wholeModule(ctx, node) && !plainValues.has(node.outputs[0]) ? modified : plain)(ctx, node, dy, wants, outputs);
 }
 
 const PLAIN_ACTIVATIONS: Record<keyof typeof plainGradients, BackwardRule> = {
@@ -169,13 +169,13 @@ const PLAIN_ACTIVATIONS: Record<keyof typeof plainGradients, BackwardRule> = {
   Softplus: softplusBackward,
 };
 
-/** The rules `rule` puts in place of the plain ones, by op. */
-export function modifiedRules(rule: GradientRule): Readonly<Record<string, BackwardRule>> {
-  if (rule === 'guided') return { Relu: onModules(guidedRelu, reluBackward) };
+/** The rules `rule` puts in place of the plain ones, by op; nodes writing `plainValues` keep the plain ones. */
+export function modifiedRules(rule: GradientRule, plainValues: ReadonlySet<string> = new Set()): Readonly<Record<string, BackwardRule>> {
+  if (rule === 'guided') return { Relu: onModules(guidedRelu, reluBackward, plainValues) };
   if (rule === 'deeplift') {
     return {
-      ...Object.fromEntries(Object.entries(plainGradients).map(([op, plain]) => [op, onModules(deepLiftActivation(plain), PLAIN_ACTIVATIONS[op as keyof typeof plainGradients])])),
-      MaxPool: onModules(deepLiftMaxPool, maxPoolBackward),
+      ...Object.fromEntries(Object.entries(plainGradients).map(([op, plain]) => [op, onModules(deepLiftActivation(plain), PLAIN_ACTIVATIONS[op as keyof typeof plainGradients], plainValues)])),
+      MaxPool: onModules(deepLiftMaxPool, maxPoolBackward, plainValues),
     };
   }
   return {};

@@ -123,6 +123,8 @@ export interface GradientSpec {
   /** Also output ∂score/∂input. */
   readonly inputGradient: boolean;
   readonly rule: GradientRule;
+  /** Values written by ops the modified rules leave plain (functional calls in the torch original; createEngine's functionalLayers). */
+  readonly plainValues?: ReadonlySet<string>;
   /** Layouts of values (the exporter's): 4-D 'nchw' values come out NHWC. Absent: every value as the graph has it. */
   readonly layouts?: ReadonlyMap<string, ValueLayout>;
   /**
@@ -280,6 +282,7 @@ export interface BackpropagationSpec {
   /** Values whose gradients are wanted: only nodes downstream of one of them are differentiated. */
   readonly starts: ReadonlySet<string>;
   readonly rule: GradientRule;
+  readonly plainValues?: ReadonlySet<string>;
   readonly device?: OnnxDevice;
 }
 
@@ -294,7 +297,7 @@ export function backpropagate(builder: GraphBuilder, index: GraphIndex, spec: Ba
   const ctx = new BackwardContext(builder, index, spec.starts, spec.device === 'webgpu' ? 'compare' : 'indices');
   const gradients = new GradientSums(ctx);
   for (const [value, gradient] of spec.seeds) gradients.contribute(value, gradient);
-  const rules = { ...PLAIN_RULES, ...modifiedRules(spec.rule) };
+  const rules = { ...PLAIN_RULES, ...modifiedRules(spec.rule, spec.plainValues) };
   const nodes = index.graph.nodes;
   for (let i = nodes.length - 1; i >= 0; i--) {
     const node = nodes[i];
@@ -343,6 +346,7 @@ export function buildGradientGraph(forward: Graph, spec: GradientSpec): Gradient
     seeds: [[spec.score, { value: targets }]],
     starts,
     rule: spec.rule,
+    ...(spec.plainValues ? { plainValues: spec.plainValues } : {}),
     ...(spec.device ? { device: spec.device } : {}),
   });
 

@@ -9,8 +9,9 @@ import { BASELINE_PARAM, BLUR_SIGMA_PARAM, SEED_PARAM, baselineFor, defineAttrib
 
 export const deepLift = defineAttributionExplainer({
   id: 'deeplift',
-  version: '1',
-  description: 'DeepLift, rescale rule, Captum’s max-pool rule: (x − baseline) · multipliers (Captum DeepLift).',
+  // 2: layers the torch original applies functionally (GoogLeNet's ReLUs, DenseNet's last) keep their plain gradient, as in Captum.
+  version: '2',
+  description: 'DeepLift, rescale rule, Captum’s max-pool rule: (x − baseline) · multipliers (Captum DeepLift); as Captum hooks modules, activations the torch model applies functionally (F.relu) keep their plain gradient.',
   params: { baseline: BASELINE_PARAM, blurSigma: BLUR_SIGMA_PARAM, seed: SEED_PARAM },
   async attribute(batch, params) {
     const { model, input, targets } = batch;

@@ -29,7 +29,8 @@ function noiseTunnel(kind: 'smoothgrad' | 'vargrad', description: string): Attri
   };
   return defineAttributionExplainer({
     id: kind,
-    version: '1',
+    // 2: its wrapped guided-backprop and deeplift leave functional layers plain (their version 2).
+    version: '2',
     description,
     params,
     // The wrapped explainer's files (an integrated-gradients baseline image…) key this one too.
