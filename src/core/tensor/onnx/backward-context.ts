@@ -3,6 +3,7 @@
  * forward graph with its backward pass: the builder, lookups into the forward
  * graph, shared constants, and the form a gradient travels in.
  */
+import { UserError } from '../../errors.ts';
 import type { Attribute, ConstantTensor, DataType, GraphNode } from './graph.ts';
 import { elementCount, float32Tensor } from './graph.ts';
 import type { GraphBuilder } from './graph-builder.ts';
@@ -250,4 +251,12 @@ export class BackwardContext {
     if (shape[0] % 2 !== 0) throw new Error(`DeepLift needs a batch of inputs and references, an even number of rows, not ${shape[0]}`);
     return this.memo(`pairs:${value}`, () => this.reshape(value, [2, shape[0] / 2, ...shape.slice(1)], `${value}.pairs`));
   }
+}
+
+/**
+ * The user's error where a model holds an op, or a form of one, that the
+ * ONNX engine cannot differentiate (`what`: the form, or '' for the op).
+ */
+export function undifferentiable(op: string, node: string, what = ''): UserError {
+  return new UserError(`The ONNX engine cannot differentiate ${op}${what ? ` ${what}` : ''} (node ${node}), so gradient-based explainers cannot run on this model; forward-only explainers (occlusion, ScoreCAM, …) and metrics still can.`);
 }

@@ -25,7 +25,7 @@
  * ConvTranspose gets an input gradient only (its weights none): a Conv with
  * the same weights and geometry (convTransposeBackward).
  */
-import type { BackwardContext, BackwardRule, Gradient } from './backward-context.ts';
+import { undifferentiable, type BackwardContext, type BackwardRule, type Gradient } from './backward-context.ts';
 import type { GraphNode } from './graph.ts';
 import { reduceTo } from './backward-elementwise.ts';
 import { floatAttribute, intAttribute, intsAttribute, stringAttribute, transposedEnds, windowOf, type Window } from './node-attributes.ts';
@@ -407,7 +407,7 @@ export const convTransposeBackward: BackwardRule = (ctx, node, dy, wants) => {
   const rank = xShape.length - 2;
   const autoPad = stringAttribute(node, 'auto_pad', 'NOTSET');
   if ((autoPad !== 'NOTSET' && autoPad !== 'VALID') || intsAttribute(node, 'output_shape')) {
-    throw new Error(`ConvTranspose ${label}: only explicit pads are supported, not auto_pad ${autoPad}${intsAttribute(node, 'output_shape') ? ' with an output_shape' : ''}`);
+    throw undifferentiable('ConvTranspose', label, `with auto_pad ${autoPad}${intsAttribute(node, 'output_shape') ? ' and an output_shape' : ''} (only explicit pads)`);
   }
   const kernel = intsAttribute(node, 'kernel_shape') ?? wShape.slice(2);
   const ones = new Array<number>(rank).fill(1);

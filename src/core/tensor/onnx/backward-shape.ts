@@ -5,7 +5,7 @@
  * factors, and of the matrix products MatMul and Gemm (weights constant:
  * only the data operand gets a gradient).
  */
-import { readingEveryOutput, type BackwardContext, type BackwardRule, type Gradient } from './backward-context.ts';
+import { readingEveryOutput, undifferentiable, type BackwardContext, type BackwardRule, type Gradient } from './backward-context.ts';
 import type { GraphNode } from './graph.ts';
 import { int64Tensor } from './graph.ts';
 import { gradientName, reduceTo } from './backward-elementwise.ts';
@@ -283,7 +283,7 @@ export const tileBackward: BackwardRule = (ctx, node, dy) => {
   const [x, repeatsValue] = node.inputs;
   const label = node.name ?? node.outputs[0];
   const repeats = ctx.ints(repeatsValue);
-  if (!repeats) throw new Error(`Tile ${label}: only constant repeats are supported`);
+  if (!repeats) throw undifferentiable('Tile', label, 'with repeats computed at run time (only constant ones)');
   const xShape = ctx.shape(x);
   const name = gradientName(node);
   const g = ctx.materialize(dy);
@@ -352,16 +352,16 @@ export const resizeBackward: BackwardRule = (ctx, node, dy, wants) => {
   const blockCopy = (transform === 'asymmetric' && nearest === 'floor')
     || ((transform === 'half_pixel' || transform === 'pytorch_half_pixel') && (nearest === 'round_prefer_floor' || nearest === 'round_prefer_ceil'));
   if (mode !== 'nearest' || !blockCopy) {
-    throw new Error(`Resize ${label}: only nearest mode copying whole blocks is differentiated (asymmetric with floor, or half_pixel with round_prefer_floor/ceil), not mode ${mode} with ${transform} and ${nearest}`);
+    throw undifferentiable('Resize', label, `in mode ${mode} with ${transform} and ${nearest} (only nearest copying whole blocks: asymmetric with floor, or half_pixel with round_prefer_floor/ceil)`);
   }
-  if (node.inputs.length < 3) throw new Error(`Resize ${label}: the opset-10 form (scales as its second input) is not supported`);
-  if (intsAttribute(node, 'axes')) throw new Error(`Resize ${label}: the axes attribute is not supported`);
+  if (node.inputs.length < 3) throw undifferentiable('Resize', label, 'in its opset-10 form (scales as its second input)');
+  if (intsAttribute(node, 'axes')) throw undifferentiable('Resize', label, 'with an axes attribute');
   const xShape = ctx.shape(x);
   const yShape = ctx.shape(node.outputs[0]);
   const scales = node.inputs[2] ? ctx.floats(node.inputs[2]) : undefined;
   const factors = xShape.map((size, i) => yShape[i] / size);
   const whole = factors.every((f, i) => Number.isInteger(f) && f >= 1 && (!scales || scales.length === 0 || scales[i] === f));
-  if (!whole) throw new Error(`Resize ${label}: only whole upsampling factors are differentiated, not [${xShape.join(', ')}] → [${yShape.join(', ')}]${scales && scales.length > 0 ? ` by scales [${Array.from(scales).join(', ')}]` : ''}`);
+  if (!whole) throw undifferentiable('Resize', label, `from [${xShape.join(', ')}] to [${yShape.join(', ')}]${scales && scales.length > 0 ? ` by scales [${Array.from(scales).join(', ')}]` : ''} (only whole upsampling factors)`);
   const name = gradientName(node);
   const g = ctx.materialize(dy);
   if (factors.every((f) => f === 1)) return [{ value: ctx.reshape(g, xShape, name) }];

@@ -17,7 +17,7 @@
  * forward-from-value.ts.
  */
 import { UserError } from '../../errors.ts';
-import { BackwardContext, readsEveryOutput, type BackwardRule, type Gradient, type GradientRule } from './backward-context.ts';
+import { BackwardContext, readsEveryOutput, undifferentiable, type BackwardRule, type Gradient, type GradientRule } from './backward-context.ts';
 import { batchNormBackward, convBackward, convTransposeBackward, instanceNormBackward, layerNormBackward } from './backward-conv.ts';
 import {
   absBackward, addBackward, castBackward, celuBackward, clipBackward, divBackward, eluBackward, erfBackward, expBackward,
@@ -238,9 +238,6 @@ function outputValue(builder: GraphBuilder, value: string, layout: ValueLayout |
   return out;
 }
 
-function undifferentiableMessage(op: string, node: string): string {
-  return `The ONNX engine cannot differentiate ${op} (node ${node}), so gradient-based explainers cannot run on this model; forward-only explainers (occlusion, ScoreCAM, …) and metrics still can.`;
-}
 
 /** Whether a gradient may flow into `value`: a float value computed at run time (not a constant, not an integer or bool). */
 function carriesGradient(index: GraphIndex, value: string): boolean {
@@ -308,7 +305,7 @@ export function backpropagate(builder: GraphBuilder, index: GraphIndex, spec: Ba
     if (!dy) continue;
     const label = node.name ?? node.outputs[0];
     const rule = rules[node.op];
-    if (!rule) throw new UserError(undifferentiableMessage(node.op, label));
+    if (!rule) throw undifferentiable(node.op, label);
     if (outputs.slice(1).some((gradient) => gradient !== undefined) && !readsEveryOutput(rule)) {
       throw new Error(`gradient graph: ${node.op} ${label}: gradients reach an output other than its first`);
     }
