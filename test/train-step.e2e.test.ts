@@ -102,9 +102,22 @@ function loadCase(name: string): Case | string {
 
 const work = tempDir('salgrid-train-step-');
 
-/** `salgrid train` on the case's batch; returns the losses it printed and the .pth it wrote. */
-async function train(c: Case, steps: number, tag: string, options: { inputs?: string; backend?: string } = {}): Promise<{ losses: number[]; pth: string }> {
+/** Runs of `salgrid train` already made in this file, by case, steps, inputs and backend: the same run gives the same file. */
+const runs = new Map<string, Promise<{ losses: number[]; pth: string }>>();
+
+/** `salgrid train` on the case's batch; returns the losses it printed and the .pth it wrote (a run made before with the same arguments, reused). */
+function train(c: Case, steps: number, tag: string, options: { inputs?: string; backend?: string } = {}): Promise<{ losses: number[]; pth: string }> {
   const { inputs = path.join(c.dir, 'inputs.npy'), backend = FAST } = options;
+  const key = JSON.stringify([c.name, steps, inputs, backend]);
+  let run = runs.get(key);
+  if (!run) {
+    run = trainOnce(c, steps, tag, inputs, backend);
+    runs.set(key, run);
+  }
+  return run;
+}
+
+async function trainOnce(c: Case, steps: number, tag: string, inputs: string, backend: string): Promise<{ losses: number[]; pth: string }> {
   const pth = path.join(work, `${c.name.replace('/', '-')}-${tag}-${backend.replace(':', '-')}-${steps}.pth`);
   const result = ok(
     await cliAsync(
