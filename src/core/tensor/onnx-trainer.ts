@@ -14,7 +14,7 @@ import * as tf from '@tensorflow/tfjs';
 import { seededRandom } from '../random.ts';
 import type { OnnxDevice } from './engine-choice.ts';
 import { hostOf } from './onnx-engine.ts';
-import { ParameterLayout, buildTrainingGraph, type ParameterGroup, type TrainingGraph } from './onnx/training-graph.ts';
+import { ParameterLayout, buildTrainingGraph, permuteSlot, type ParameterGroup, type ParameterSlot, type TrainingGraph } from './onnx/training-graph.ts';
 import { serializeGraph } from './onnx/serialize.ts';
 import { OnnxSession, type HostTensor, type SessionInput } from './onnx/session.ts';
 import { headWeights, type BatchStatistics, type ResolvedOptimizer, type StateEntry, type StepOptions, type Trainer } from './trainer.ts';
@@ -81,6 +81,7 @@ export class OnnxTrainer implements Trainer {
   readonly engine = 'onnx';
   readonly parameters: ParameterLayout;
   readonly statistics: ParameterLayout;
+  /** The weights, each in the layout the graphs read it in once a graph is built (tfjs's before). */
   readonly params: Float32Array;
   readonly stats: Float32Array;
   /** Momentum buffer (SGD with momentum) or first moment (Adam), laid out as `params`. */
@@ -94,6 +95,8 @@ export class OnnxTrainer implements Trainer {
   private readonly trainableIndex: number[];
   private readonly headStart: number;
   private readonly sessions = new Map<string, Promise<Compiled>>();
+  /** How the vectors hold each weight the graphs read permuted (see training-graph.ts); unset until the first graph is built. */
+  private layouts?: ReadonlyMap<ParameterSlot, readonly number[]>;
 
   constructor(
     readonly model: tf.LayersModel,
@@ -118,21 +121,53 @@ export class OnnxTrainer implements Trainer {
     this.readFromModel();
   }
 
+  /** A weight's values (tfjs's layout) as the vectors hold them: permuted once the graphs have said how they read it. */
+  private toVector(slot: ParameterSlot, values: Float32Array): Float32Array {
+    const perm = this.layouts?.get(slot);
+    return perm ? permuteSlot(values, slot.variable.shape as number[], perm) : values;
+  }
+
+  /** A weight's part of a vector in tfjs's layout. */
+  private fromVector(slot: ParameterSlot, vector: Float32Array): Float32Array {
+    const values = vector.slice(slot.offset, slot.offset + slot.size);
+    const perm = this.layouts?.get(slot);
+    return perm ? permuteSlot(values, slot.variable.shape as number[], perm, true) : values;
+  }
+
+  /**
+   * Adopts the layouts the first graph reads the weights in: the weights and
+   * the optimizer's state are permuted once, here, instead of in every step.
+   */
+  private adoptLayouts(layouts: ReadonlyMap<ParameterSlot, readonly number[]>): void {
+    if (this.layouts) {
+      for (const [slot, perm] of layouts) {
+        if (this.layouts.get(slot)?.join() !== perm.join()) throw new Error(`training graph: weight ${slot.variable.name} is read in another layout than before`);
+      }
+      return;
+    }
+    this.layouts = layouts;
+    for (const [slot, perm] of layouts) {
+      for (const vector of [this.params, this.m, this.v]) {
+        if (vector) vector.set(permuteSlot(vector.subarray(slot.offset, slot.offset + slot.size), slot.variable.shape as number[], perm), slot.offset);
+      }
+    }
+  }
+
   /** Takes the model's current weights and running statistics. */
   private readFromModel(): void {
-    readInto(this.params, this.parameters);
+    for (const slot of this.parameters.slots) this.params.set(this.toVector(slot, slot.variable.read().dataSync() as Float32Array), slot.offset);
     readInto(this.stats, this.statistics);
   }
 
   /** Writes the weights and running statistics into the tfjs model. */
   syncModel(): void {
-    for (const [layout, vector] of [[this.parameters, this.params], [this.statistics, this.stats]] as const) {
-      for (const slot of layout.slots) {
-        const value = tf.tensor(vector.slice(slot.offset, slot.offset + slot.size), slot.variable.shape as number[]);
-        slot.variable.write(value);
-        value.dispose();
-      }
-    }
+    const write = (slot: ParameterSlot, values: Float32Array) => {
+      const value = tf.tensor(values, slot.variable.shape as number[]);
+      slot.variable.write(value);
+      value.dispose();
+    };
+    for (const slot of this.parameters.slots) write(slot, this.fromVector(slot, this.params));
+    for (const slot of this.statistics.slots) write(slot, this.stats.slice(slot.offset, slot.offset + slot.size));
   }
 
   private groups(headOnly: boolean): ParameterGroup[] {
@@ -159,6 +194,7 @@ export class OnnxTrainer implements Trainer {
           optimizer: this.options.optimizer,
           device: this.options.device,
         });
+        this.adoptLayouts(graph.weightLayouts);
         const session = await OnnxSession.create(serializeGraph(graph.graph), { device: this.options.device, threads: this.options.threads, memoryPattern: false });
         const groupSlots = groups.map((group) => this.parameters.slots.flatMap((slot, i) => (slot.offset >= group.start && slot.offset < group.end ? [i] : [])));
         return { graph, session, groupSlots };
@@ -251,7 +287,7 @@ export class OnnxTrainer implements Trainer {
     const indices = this.trainableIndex;
     return this.parameters.slots.flatMap((slot, i) => {
       const shape = [...slot.variable.shape] as number[];
-      const part = (vector: Float32Array | undefined, which: string): StateEntry[] => (vector ? [{ name: `opt/${indices[i]}/${which}`, shape, values: vector.slice(slot.offset, slot.offset + slot.size) }] : []);
+      const part = (vector: Float32Array | undefined, which: string): StateEntry[] => (vector ? [{ name: `opt/${indices[i]}/${which}`, shape, values: this.fromVector(slot, vector) }] : []);
       return [...part(this.m, 'm'), ...part(this.v, 'v')];
     });
   }
@@ -264,7 +300,7 @@ export class OnnxTrainer implements Trainer {
       for (const [which, vector] of [['m', this.m], ['v', this.v]] as const) {
         if (!vector) continue;
         const saved = state.get(`opt/${indices[i]}/${which}`);
-        if (saved) vector.set(saved.values as Float32Array, slot.offset);
+        if (saved) vector.set(this.toVector(slot, saved.values as Float32Array), slot.offset);
         else vector.fill(0, slot.offset, slot.offset + slot.size);
       }
     });

@@ -4,10 +4,13 @@
  * backward to every trained weight, and the optimizer's update in one call.
  *
  * The weights are not constants here. Every trainable weight lives in one
- * flat float32 vector `params` (each weight's tfjs values, in an order the
- * caller lays out: ParameterLayout), and the graph slices and rearranges it
- * into the ONNX layouts the ops read; batch norms' running statistics live in
- * `stats` likewise. The graph takes those vectors and the optimizer's state
+ * flat float32 vector `params` (in an order the caller lays out:
+ * ParameterLayout), each in the layout the ONNX op reads it in — a
+ * convolution's kernel [out, in, kh, kw] where tfjs holds [kh, kw, in, out],
+ * the permutation the graph reports in `weightLayouts` — so that the graph
+ * only slices and reshapes it and no step transposes a weight or its
+ * gradient (the caller permutes its host copies once: permuteSlot);
+ * batch norms' running statistics live in `stats` likewise. The graph takes those vectors and the optimizer's state
  * and returns the updated ones, so the caller feeds each step's outputs to
  * the next and nothing is rebuilt between steps.
  *
@@ -89,6 +92,8 @@ export interface TrainingGraphSpec {
 
 export interface TrainingGraph {
   readonly graph: Graph;
+  /** Per weight the graph reads in another layout than tfjs's: the permutation of tfjs's axes its part of `params` holds. */
+  readonly weightLayouts: ReadonlyMap<ParameterSlot, readonly number[]>;
   /** NHWC images [batch, h, w, c]. */
   readonly input: string;
   readonly params: string;
@@ -123,8 +128,41 @@ const TO_ONNX: Record<Exclude<WeightLayout, 'plain'>, readonly number[]> = {
   pointwise: [1, 0],
 };
 
+/**
+ * A weight's values with tfjs's axes permuted by `perm` (to the layout the
+ * vector holds), or back (`inverse`), as a fresh array.
+ */
+export function permuteSlot(values: Float32Array, tfjsShape: readonly number[], perm: readonly number[], inverse = false): Float32Array {
+  const rank = tfjsShape.length;
+  // Walk the output in order; `from` is the input's offset, advanced by the input stride of each output axis.
+  const inShape = inverse ? perm.map((axis) => tfjsShape[axis]) : [...tfjsShape];
+  const axes = inverse ? perm.map((_, i) => perm.indexOf(i)) : [...perm];
+  const outShape = axes.map((axis) => inShape[axis]);
+  const inStrides = new Array<number>(rank);
+  for (let i = rank - 1, stride = 1; i >= 0; i--) {
+    inStrides[i] = stride;
+    stride *= inShape[i];
+  }
+  const steps = axes.map((axis) => inStrides[axis]);
+  const out = new Float32Array(values.length);
+  const index = new Array<number>(rank).fill(0);
+  let from = 0;
+  for (let to = 0; to < out.length; to++) {
+    out[to] = values[from];
+    for (let d = rank - 1; d >= 0; d--) {
+      index[d]++;
+      from += steps[d];
+      if (index[d] < outShape[d]) break;
+      from -= steps[d] * outShape[d];
+      index[d] = 0;
+    }
+  }
+  return out;
+}
+
 class TrainingHooksImpl implements TrainingHooks {
   readonly weightValues = new Map<ParameterSlot, string>();
+  readonly weightLayouts = new Map<ParameterSlot, readonly number[]>();
   readonly runningUpdates = new Map<ParameterSlot, string>();
   readonly masks: Array<{ name: string; shape: readonly number[]; rate: number }> = [];
   /** The graph inputs `params` and `stats`, added when the export first asks for a weight or a batch norm. */
@@ -155,11 +193,13 @@ class TrainingHooksImpl implements TrainingHooks {
     const tfjsShape = variable.shape as number[];
     const reshape = (value: string, to: readonly number[], as: string) =>
       builder.op('Reshape', [value, builder.int64(`${as}.shape`, to)], as, to);
-    const held = reshape(flat, tfjsShape, `${name}.tfjs`);
-    if (layout === 'plain') return held;
+    if (layout === 'plain') return reshape(flat, tfjsShape, `${name}.tfjs`);
+    // The vector holds this weight permuted as the op reads it (see the file's comment): a reshape gives the op's shape.
     const perm = TO_ONNX[layout];
-    const transposed = builder.op('Transpose', [held], `${name}.onnx`, perm.map((axis) => tfjsShape[axis]), { perm: { ints: perm } });
-    return layout === 'conv' ? transposed : reshape(transposed, shape, `${name}.onnxShape`);
+    const held = this.weightLayouts.get(slot);
+    if (held && held.join() !== perm.join()) throw new Error(`training graph: weight ${variable.name} is read in two layouts`);
+    this.weightLayouts.set(slot, perm);
+    return reshape(flat, layout === 'conv' ? perm.map((axis) => tfjsShape[axis]) : shape, `${name}.onnx`);
   }
 
   batchNorm(builder: GraphBuilder, x: string, layer: TrainingBatchNorm, out: string): string {
@@ -298,7 +338,7 @@ function finish(exported: Graph, input: string, logits: string, params: string, 
   builder.addOutput(logitsOut);
   if (spec.mode === 'eval') {
     removeUnusedNodes(builder, [input, params, stats]);
-    return { graph: builder.build(), input, params, stats, dropoutMasks: [], groupInputs: [], groupOutputs: [], logits: logitsOut };
+    return { graph: builder.build(), weightLayouts: hooks.weightLayouts, input, params, stats, dropoutMasks: [], groupInputs: [], groupOutputs: [], logits: logitsOut };
   }
 
   const [batch, classes] = builder.shape(logits);
@@ -351,6 +391,7 @@ function finish(exported: Graph, input: string, logits: string, params: string, 
   removeUnusedNodes(builder, keep);
   return {
     graph: builder.build(),
+    weightLayouts: hooks.weightLayouts,
     input,
     params,
     stats,
