@@ -30,9 +30,9 @@ import builtins from '../src/plugins/index.ts';
 import { seededRandom, withSeededMathRandom } from '../src/core/random.ts';
 import { tryOnnxDevice } from '../src/core/tensor/onnx-devices.ts';
 import { OnnxTrainer } from '../src/core/tensor/onnx-trainer.ts';
-import { permuteSlot } from '../src/core/tensor/onnx/training-graph.ts';
 import { pytorchBatchNorm } from '../src/core/tensor/pytorch-batch-norm.ts';
 import { TfjsTrainer } from '../src/core/tensor/tfjs-trainer.ts';
+import { inversePermutation, permute } from '../src/core/tensor/torch-weights.ts';
 import type { ResolvedOptimizer, StepOptions, Trainer } from '../src/core/tensor/trainer.ts';
 import { largestError } from './helpers.ts';
 
@@ -194,13 +194,13 @@ describe('training on ONNX Runtime matches the tfjs trainer (tfjs cpu)', () => {
 });
 
 describe('weights held in the layout the graph reads them in', () => {
-  it('permuteSlot transposes as tf.transpose does, and back', () => {
-    for (const [shape, perm] of [[[3, 3, 4, 5], [3, 2, 0, 1]], [[3, 3, 6, 2], [2, 3, 0, 1]], [[7, 4], [1, 0]], [[2, 3, 4], [0, 1, 2]]] as const) {
+  it('permute transposes as tf.transpose does, and inversePermutation back', () => {
+    for (const [shape, perm] of [[[3, 3, 4, 5], [3, 2, 0, 1]], [[3, 3, 6, 2], [2, 3, 0, 1]], [[7, 4], [1, 0]], [[2, 3, 4], [0, 1, 2]]] as Array<[number[], number[]]>) {
       const values = Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => i * 0.5 - 3);
       const expected = tf.tidy(() => tf.transpose(tf.tensor(values, [...shape]), [...perm]).dataSync() as Float32Array);
-      const permuted = permuteSlot(values, shape, perm);
+      const permuted = permute(values, shape, perm);
       assert.deepEqual(Array.from(permuted), Array.from(expected), `[${shape}] by [${perm}]`);
-      assert.deepEqual(Array.from(permuteSlot(permuted, shape, perm, true)), Array.from(values), `[${shape}] by [${perm}] and back`);
+      assert.deepEqual(Array.from(permute(permuted, perm.map((axis) => shape[axis]), inversePermutation(perm))), Array.from(values), `[${shape}] by [${perm}] and back`);
     }
   });
 });

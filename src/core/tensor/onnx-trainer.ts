@@ -14,9 +14,10 @@ import * as tf from '@tensorflow/tfjs';
 import { seededRandom } from '../random.ts';
 import type { OnnxDevice } from './engine-choice.ts';
 import { hostOf } from './onnx-engine.ts';
-import { ParameterLayout, buildTrainingGraph, permuteSlot, type ParameterGroup, type ParameterSlot, type TrainingGraph } from './onnx/training-graph.ts';
+import { ParameterLayout, buildTrainingGraph, type ParameterGroup, type ParameterSlot, type TrainingGraph } from './onnx/training-graph.ts';
 import { serializeGraph } from './onnx/serialize.ts';
 import { OnnxSession, type HostTensor, type SessionInput } from './onnx/session.ts';
+import { inversePermutation, permute } from './torch-weights.ts';
 import { headWeights, type BatchStatistics, type ResolvedOptimizer, type StateEntry, type StepOptions, type Trainer } from './trainer.ts';
 
 export interface OnnxTrainerOptions {
@@ -124,14 +125,14 @@ export class OnnxTrainer implements Trainer {
   /** A weight's values (tfjs's layout) as the vectors hold them: permuted once the graphs have said how they read it. */
   private toVector(slot: ParameterSlot, values: Float32Array): Float32Array {
     const perm = this.layouts?.get(slot);
-    return perm ? permuteSlot(values, slot.variable.shape as number[], perm) : values;
+    return perm ? permute(values, slot.variable.shape as number[], perm) : values;
   }
 
   /** A weight's part of a vector in tfjs's layout. */
   private fromVector(slot: ParameterSlot, vector: Float32Array): Float32Array {
     const values = vector.slice(slot.offset, slot.offset + slot.size);
     const perm = this.layouts?.get(slot);
-    return perm ? permuteSlot(values, slot.variable.shape as number[], perm, true) : values;
+    return perm ? permute(values, perm.map((axis) => slot.variable.shape[axis] as number), inversePermutation(perm)) : values;
   }
 
   /**
@@ -146,9 +147,9 @@ export class OnnxTrainer implements Trainer {
       return;
     }
     this.layouts = layouts;
-    for (const [slot, perm] of layouts) {
+    for (const slot of layouts.keys()) {
       for (const vector of [this.params, this.m, this.v]) {
-        if (vector) vector.set(permuteSlot(vector.subarray(slot.offset, slot.offset + slot.size), slot.variable.shape as number[], perm), slot.offset);
+        if (vector) vector.set(this.toVector(slot, vector.subarray(slot.offset, slot.offset + slot.size)), slot.offset);
       }
     }
   }

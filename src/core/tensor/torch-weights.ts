@@ -43,12 +43,14 @@ export function permute(data: Float32Array, shape: readonly number[], perm: read
   const strides = perm.map((axis) => inStrides[axis]);
   const out = new Float32Array(data.length);
   const index = new Array<number>(rank).fill(0);
+  // The source offset follows the output index: one stride on, and back where an axis wraps.
+  let source = 0;
   for (let o = 0; o < out.length; o++) {
-    let source = 0;
-    for (let axis = 0; axis < rank; axis++) source += index[axis] * strides[axis];
     out[o] = data[source];
     for (let axis = rank - 1; axis >= 0; axis--) {
+      source += strides[axis];
       if (++index[axis] < outShape[axis]) break;
+      source -= strides[axis] * outShape[axis];
       index[axis] = 0;
     }
   }
@@ -149,7 +151,8 @@ export function importTorchWeights(model: tf.LayersModel, state: StateDict, opti
 }
 
 /** The axis order undoing `perm`. */
-function inversePermutation(perm: readonly number[]): number[] {
+/** The permutation that undoes `perm`. */
+export function inversePermutation(perm: readonly number[]): number[] {
   const inverse = new Array<number>(perm.length);
   perm.forEach((axis, i) => (inverse[axis] = i));
   return inverse;

@@ -238,7 +238,6 @@ function outputValue(builder: GraphBuilder, value: string, layout: ValueLayout |
   return out;
 }
 
-
 /** Whether a gradient may flow into `value`: a float value computed at run time (not a constant, not an integer or bool). */
 function carriesGradient(index: GraphIndex, value: string): boolean {
   const dtype = index.graph.values.get(value)?.dtype;

@@ -9,9 +9,9 @@
  * convolution's kernel [out, in, kh, kw] where tfjs holds [kh, kw, in, out],
  * the permutation the graph reports in `weightLayouts` — so that the graph
  * only slices and reshapes it and no step transposes a weight or its
- * gradient (the caller permutes its host copies once: permuteSlot);
- * batch norms' running statistics live in `stats` likewise. The graph takes those vectors and the optimizer's state
- * and returns the updated ones, so the caller feeds each step's outputs to
+ * gradient (the caller permutes its host copies once); batch norms' running
+ * statistics live in `stats` likewise. The graph takes those vectors and the
+ * optimizer's state and returns the updated ones, so the caller feeds each step's outputs to
  * the next and nothing is rebuilt between steps.
  *
  * PyTorch's semantics (train-loop.ts states them): batch norm normalises
@@ -127,38 +127,6 @@ const TO_ONNX: Record<Exclude<WeightLayout, 'plain'>, readonly number[]> = {
   depthwise: [2, 3, 0, 1],
   pointwise: [1, 0],
 };
-
-/**
- * A weight's values with tfjs's axes permuted by `perm` (to the layout the
- * vector holds), or back (`inverse`), as a fresh array.
- */
-export function permuteSlot(values: Float32Array, tfjsShape: readonly number[], perm: readonly number[], inverse = false): Float32Array {
-  const rank = tfjsShape.length;
-  // Walk the output in order; `from` is the input's offset, advanced by the input stride of each output axis.
-  const inShape = inverse ? perm.map((axis) => tfjsShape[axis]) : [...tfjsShape];
-  const axes = inverse ? perm.map((_, i) => perm.indexOf(i)) : [...perm];
-  const outShape = axes.map((axis) => inShape[axis]);
-  const inStrides = new Array<number>(rank);
-  for (let i = rank - 1, stride = 1; i >= 0; i--) {
-    inStrides[i] = stride;
-    stride *= inShape[i];
-  }
-  const steps = axes.map((axis) => inStrides[axis]);
-  const out = new Float32Array(values.length);
-  const index = new Array<number>(rank).fill(0);
-  let from = 0;
-  for (let to = 0; to < out.length; to++) {
-    out[to] = values[from];
-    for (let d = rank - 1; d >= 0; d--) {
-      index[d]++;
-      from += steps[d];
-      if (index[d] < outShape[d]) break;
-      from -= steps[d] * outShape[d];
-      index[d] = 0;
-    }
-  }
-  return out;
-}
 
 class TrainingHooksImpl implements TrainingHooks {
   readonly weightValues = new Map<ParameterSlot, string>();
