@@ -21,12 +21,12 @@
  * only to a node that is the whole of its module: the Sigmoid inside SiLU
  * (Sigmoid and Mul in one scope), Mish's Softplus and Tanh, or a functional
  * F.relu in some module's forward (GoogLeNet's BasicConv2d) keep their plain
- * gradients there, as Captum leaves them. Nodes without such scopes (salgrid's own exports) are each a module.
+ * gradients there, as Captum leaves them. Nodes without such scopes
+ * (salgrid's own exports) are each a module.
  */
 import type { BackwardContext, BackwardRule, GradientRule } from './backward-context.ts';
 import type { GraphNode } from './graph.ts';
-import { eluBackward, gradientName, masked, reluBackward, sigmoidBackward, softplusBackward, tanhBackward } from './backward-elementwise.ts';
-import { maxPoolBackward } from './backward-pool.ts';
+import { gradientName, masked } from './backward-elementwise.ts';
 import { floatAttribute } from './node-attributes.ts';
 
 /** Captum DeepLift's ε: below it a difference from the reference counts as none. */
@@ -46,7 +46,7 @@ const guidedRelu: BackwardRule = (ctx, node, dy) => {
 /** An activation's plain gradient under DeepLift's own derivatives (modified-backprop.ts RESCALED): the |Δx| < ε case. */
 type PlainGradient = (ctx: BackwardContext, node: GraphNode, g: string, name: string) => string;
 
-const plainGradients = {
+const plainGradients: Record<string, PlainGradient> = {
   Relu: (ctx, node, g, name) => masked(ctx, positive(ctx, node), g, name),
   Elu: (ctx, node, g, name) => {
     const y = node.outputs[0];
@@ -70,7 +70,7 @@ const plainGradients = {
     const x = node.inputs[0];
     return ctx.op('Mul', [g, ctx.op('Sigmoid', [x], `${x}.sigmoid`, ctx.shape(x))], name, ctx.shape(x));
   },
-} satisfies Record<string, PlainGradient>;
+};
 
 /** For x in a batch [inputs; references]: where |Δx| < ε, and Δx with 1 there (safe to divide by); both [1, pairs, ...]. */
 function guardedDelta(ctx: BackwardContext, x: string): { small: string; safe: string } {
@@ -128,8 +128,7 @@ const deepLiftMaxPool: BackwardRule = (ctx, node, dy) => {
 function moduleScope(node: GraphNode): string | undefined {
   const name = node.name;
   if (!name?.startsWith('/')) return undefined;
-  const scope = name.slice(0, name.lastIndexOf('/'));
-  return scope === '' ? '' : scope;
+  return name.slice(0, name.lastIndexOf('/'));
 }
 
 /**
@@ -161,22 +160,15 @@ function onModules(modified: BackwardRule, plain: BackwardRule, plainValues: Rea
   return (ctx, node, dy, wants, outputs) => (wholeModule(ctx, node) && !plainValues.has(node.outputs[0]) ? modified : plain)(ctx, node, dy, wants, outputs);
 }
 
-const PLAIN_ACTIVATIONS: Record<keyof typeof plainGradients, BackwardRule> = {
-  Relu: reluBackward,
-  Elu: eluBackward,
-  Sigmoid: sigmoidBackward,
-  Tanh: tanhBackward,
-  Softplus: softplusBackward,
-};
-
-/** The rules `rule` puts in place of the plain ones, by op; nodes writing `plainValues` keep the plain ones. */
-export function modifiedRules(rule: GradientRule, plainValues: ReadonlySet<string> = new Set()): Readonly<Record<string, BackwardRule>> {
-  if (rule === 'guided') return { Relu: onModules(guidedRelu, reluBackward, plainValues) };
-  if (rule === 'deeplift') {
-    return {
-      ...Object.fromEntries(Object.entries(plainGradients).map(([op, plain]) => [op, onModules(deepLiftActivation(plain), PLAIN_ACTIVATIONS[op as keyof typeof plainGradients], plainValues)])),
-      MaxPool: onModules(deepLiftMaxPool, maxPoolBackward, plainValues),
-    };
-  }
-  return {};
+/**
+ * The rules `rule` puts in place of the `plain` ones (gradient.ts's), by op;
+ * a node that is no module, or writes one of `plainValues`, keeps its plain rule.
+ */
+export function modifiedRules(rule: GradientRule, plain: Readonly<Record<string, BackwardRule>>, plainValues: ReadonlySet<string> = new Set()): Readonly<Record<string, BackwardRule>> {
+  const modified: Record<string, BackwardRule> = rule === 'guided'
+    ? { Relu: guidedRelu }
+    : rule === 'deeplift'
+    ? { ...Object.fromEntries(Object.entries(plainGradients).map(([op, gradient]) => [op, deepLiftActivation(gradient)])), MaxPool: deepLiftMaxPool }
+    : {};
+  return Object.fromEntries(Object.entries(modified).map(([op, replacement]) => [op, onModules(replacement, plain[op], plainValues)]));
 }

@@ -293,7 +293,7 @@ export function backpropagate(builder: GraphBuilder, index: GraphIndex, spec: Ba
   const ctx = new BackwardContext(builder, index, spec.starts, spec.device === 'webgpu' ? 'compare' : 'indices');
   const gradients = new GradientSums(ctx);
   for (const [value, gradient] of spec.seeds) gradients.contribute(value, gradient);
-  const rules = { ...PLAIN_RULES, ...modifiedRules(spec.rule, spec.plainValues) };
+  const rules = { ...PLAIN_RULES, ...modifiedRules(spec.rule, PLAIN_RULES, spec.plainValues) };
   const nodes = index.graph.nodes;
   for (let i = nodes.length - 1; i >= 0; i--) {
     const node = nodes[i];
