@@ -303,41 +303,50 @@ export const batchNormBackward: BackwardRule = (ctx, node, dy, wants) => {
 };
 
 /**
- * LayerNormalization over the axes [axis, rank): with x̂ = (x − μ)·s,
- * s = 1/√(σ² + ε), g = dy·Scale and means over those axes,
+ * What layer and instance norm's backward share, for x normalised over
+ * `axes` (kept as 1s): x̂ = (x − μ)·s and s = 1/√(σ² + ε) recomputed once
+ * per node with ReduceMean — σ² as the mean of (x − μ)², not through
+ * ReduceSumSquare, which ONNX Runtime computes less accurately — and the
+ * input gradient for g = dy·scale, dx = s·(g − mean(g) − x̂·mean(g·x̂)).
+ */
+function standardization(ctx: BackwardContext, node: GraphNode, axes: readonly number[], epsilon: number) {
+  const x = node.inputs[0];
+  const label = node.name ?? node.outputs[0];
+  const shape = ctx.shape(x);
+  const statShape = shape.map((size, i) => (axes.includes(i) ? 1 : size));
+  const mean = (value: string, name: string) => ctx.op('ReduceMean', [value], `${label}.${name}`, statShape, { axes: { ints: axes }, keepdims: { int: 1 } });
+  const full = (op: string, inputs: string[], name: string) => ctx.op(op, inputs, `${label}.${name}`, shape);
+  const { inverseStd, xHat } = ctx.memo(`standardized:${label}`, () => {
+    const centred = full('Sub', [x, mean(x, 'mean')], 'centred');
+    const variance = mean(full('Mul', [centred, centred], 'centredSquared'), 'variance');
+    const std = ctx.op('Sqrt', [ctx.op('Add', [variance, ctx.scalar(epsilon)], `${label}.variancePlusEpsilon`, statShape)], `${label}.std`, statShape);
+    const inverse = ctx.op('Reciprocal', [std], `${label}.inverseStd`, statShape);
+    return { inverseStd: inverse, xHat: full('Mul', [centred, inverse], 'xHat') };
+  });
+  const inputGradient = (scaled: string): string => {
+    const centredG = full('Sub', [scaled, mean(scaled, 'dyScaledMean')], 'dyScaledCentred');
+    const projection = full('Mul', [xHat, mean(full('Mul', [scaled, xHat], 'dyScaledXHat'), 'dyScaledXHatMean')], 'projection');
+    return ctx.op('Mul', [full('Sub', [centredG, projection], 'dxUnscaled'), inverseStd], `${x}.grad.${label}`, shape);
+  };
+  return { xHat, full, inputGradient };
+}
+
+/**
+ * LayerNormalization over the axes [axis, rank): with g = dy·Scale,
  *   dx = s·(g − mean(g) − x̂·mean(g·x̂)),  dScale = Σ dy·x̂,  dB = Σ dy
- * (the last two summed over the other axes). μ and σ² are recomputed with
- * ReduceMean — σ² as the mean of (x − μ)², not through ReduceSumSquare,
- * which ONNX Runtime computes less accurately. Only the Y output may carry
- * a gradient.
+ * (the last two summed over the other axes; see standardization). Only the
+ * Y output may carry a gradient.
  */
 export const layerNormBackward: BackwardRule = (ctx, node, dy, wants) => {
   const [x, scale, bias] = node.inputs;
   const label = node.name ?? node.outputs[0];
-  const shape = ctx.shape(x);
-  const rank = shape.length;
+  const rank = ctx.shape(x).length;
   const first = (intAttribute(node, 'axis', -1) + rank) % rank;
   const axes = Array.from({ length: rank - first }, (_, i) => first + i);
-  const statShape = shape.map((size, i) => (i >= first ? 1 : size));
-  const epsilon = floatAttribute(node, 'epsilon', 1e-5);
-  const mean = (value: string, name: string) => ctx.op('ReduceMean', [value], `${label}.${name}`, statShape, { axes: { ints: axes }, keepdims: { int: 1 } });
-  const full = (op: string, inputs: string[], name: string) => ctx.op(op, inputs, `${label}.${name}`, shape);
-  const normalized = ctx.memo(`layerNorm:${label}`, () => {
-    const centred = full('Sub', [x, mean(x, 'mean')], 'centred');
-    const variance = mean(full('Mul', [centred, centred], 'centredSquared'), 'variance');
-    const std = ctx.op('Sqrt', [ctx.op('Add', [variance, ctx.scalar(epsilon)], `${label}.variancePlusEpsilon`, statShape)], `${label}.std`, statShape);
-    const inverseStd = ctx.op('Reciprocal', [std], `${label}.inverseStd`, statShape);
-    return { inverseStd, xHat: full('Mul', [centred, inverseStd], 'xHat') };
-  });
-  const { inverseStd, xHat } = normalized;
+  const { xHat, full, inputGradient } = standardization(ctx, node, axes, floatAttribute(node, 'epsilon', 1e-5));
   const g = ctx.materialize(dy);
   const result: Array<Gradient | undefined> = [undefined, undefined, undefined];
-  if (wants[0]) {
-    const scaled = full('Mul', [g, scale], 'dyScaled');
-    const centredG = full('Sub', [scaled, mean(scaled, 'dyScaledMean')], 'dyScaledCentred');
-    const projection = full('Mul', [xHat, mean(full('Mul', [scaled, xHat], 'dyScaledXHat'), 'dyScaledXHatMean')], 'projection');
-    result[0] = { value: ctx.op('Mul', [full('Sub', [centredG, projection], 'dxUnscaled'), inverseStd], `${x}.grad.${label}`, shape) };
-  }
+  if (wants[0]) result[0] = { value: inputGradient(full('Mul', [g, scale], 'dyScaled')) };
   if (wants[1]) result[1] = { value: reduceTo(ctx, full('Mul', [g, xHat], 'dyXHat'), ctx.shape(scale), `${scale}.grad.${label}`) };
   if (wants[2] && bias !== undefined && bias !== '') result[2] = { value: reduceTo(ctx, g, ctx.shape(bias), `${bias}.grad.${label}`) };
   return result;
@@ -346,13 +355,10 @@ export const layerNormBackward: BackwardRule = (ctx, node, dy, wants) => {
 /**
  * InstanceNormalization (PyTorch's GroupNorm exports to one, on the groups
  * as channels, with scale 1 and bias 0): layer norm's backward per (n, c)
- * over the spatial axes, with a per-channel scale — with x̂ = (x − μ)·s,
- * s = 1/√(σ² + ε) (σ² biased), g = dy·scale[c] and means over the spatial
- * axes,
+ * over the spatial axes (σ² biased), with a per-channel scale, g = dy·scale[c]:
  *   dx = s·(g − mean(g) − x̂·mean(g·x̂)),  dscale = Σ dy·x̂,  dB = Σ dy
- * (the last two summed over the batch and the spatial axes). μ and σ² are
- * recomputed with ReduceMean, as layerNormBackward does; a constant scale of
- * ones costs no multiplication.
+ * (the last two summed over the batch and the spatial axes; see
+ * standardization); a constant scale of ones costs no multiplication.
  */
 export const instanceNormBackward: BackwardRule = (ctx, node, dy, wants) => {
   const [x, scale, bias] = node.inputs;
@@ -361,27 +367,14 @@ export const instanceNormBackward: BackwardRule = (ctx, node, dy, wants) => {
   const rank = shape.length;
   if (rank < 3) throw new Error(`InstanceNormalization ${label}: needs an input [N, C, ...spatial], not [${shape.join(', ')}]`);
   const axes = Array.from({ length: rank - 2 }, (_, i) => i + 2);
-  const statShape = shape.map((size, i) => (i >= 2 ? 1 : size));
   const channelShape = [shape[1], ...axes.map(() => 1)];
-  const epsilon = floatAttribute(node, 'epsilon', 1e-5);
-  const mean = (value: string, name: string) => ctx.op('ReduceMean', [value], `${label}.${name}`, statShape, { axes: { ints: axes }, keepdims: { int: 1 } });
-  const full = (op: string, inputs: string[], name: string) => ctx.op(op, inputs, `${label}.${name}`, shape);
-  const { inverseStd, xHat } = ctx.memo(`instanceNorm:${label}`, () => {
-    const centred = full('Sub', [x, mean(x, 'mean')], 'centred');
-    const variance = mean(full('Mul', [centred, centred], 'centredSquared'), 'variance');
-    const std = ctx.op('Sqrt', [ctx.op('Add', [variance, ctx.scalar(epsilon)], `${label}.variancePlusEpsilon`, statShape)], `${label}.std`, statShape);
-    const inverse = ctx.op('Reciprocal', [std], `${label}.inverseStd`, statShape);
-    return { inverseStd: inverse, xHat: full('Mul', [centred, inverse], 'xHat') };
-  });
+  const { xHat, full, inputGradient } = standardization(ctx, node, axes, floatAttribute(node, 'epsilon', 1e-5));
   const g = ctx.materialize(dy);
   const perChannelSum = (value: string, name: string) => ctx.op('ReduceSum', [value, ctx.int64(`${name}.axes`, [0, ...axes])], name, [shape[1]], { keepdims: { int: 0 } });
   const result: Array<Gradient | undefined> = [undefined, undefined, undefined];
   if (wants[0]) {
     const ones = ctx.floats(scale)?.every((v) => v === 1) ?? false;
-    const scaled = ones ? g : full('Mul', [g, ctx.reshape(scale, channelShape, `${scale}.perChannel.${label}`)], 'dyScaled');
-    const centredG = full('Sub', [scaled, mean(scaled, 'dyScaledMean')], 'dyScaledCentred');
-    const projection = full('Mul', [xHat, mean(full('Mul', [scaled, xHat], 'dyScaledXHat'), 'dyScaledXHatMean')], 'projection');
-    result[0] = { value: ctx.op('Mul', [full('Sub', [centredG, projection], 'dxUnscaled'), inverseStd], `${x}.grad.${label}`, shape) };
+    result[0] = { value: inputGradient(ones ? g : full('Mul', [g, ctx.reshape(scale, channelShape, `${scale}.perChannel.${label}`)], 'dyScaled')) };
   }
   if (wants[1]) result[1] = { value: perChannelSum(full('Mul', [g, xHat], 'dyXHat'), `${scale}.grad.${label}`) };
   if (wants[2]) result[2] = { value: perChannelSum(g, `${bias}.grad.${label}`) };
