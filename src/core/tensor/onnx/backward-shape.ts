@@ -276,30 +276,40 @@ export function isReshaping(node: GraphNode): boolean {
 
 /**
  * Tile with constant repeats: each input cell was copied once per tile, so
- * its gradient is dy summed over the tiles — dy viewed with a tile axis
- * before each repeated axis ([…, r, d, …]), those axes summed away.
+ * its gradient is dy summed over the tiles (sumCopies, a tile axis before
+ * each repeated axis: […, r, d, …]).
  */
 export const tileBackward: BackwardRule = (ctx, node, dy) => {
   const [x, repeatsValue] = node.inputs;
   const label = node.name ?? node.outputs[0];
   const repeats = ctx.ints(repeatsValue);
   if (!repeats) throw undifferentiable('Tile', label, 'with repeats computed at run time (only constant ones)');
-  const xShape = ctx.shape(x);
-  const name = gradientName(node);
-  const g = ctx.materialize(dy);
-  if (repeats.every((r) => r === 1)) return [{ value: ctx.reshape(g, xShape, name) }];
+  return [{ value: sumCopies(ctx, ctx.materialize(dy), ctx.shape(x), repeats, 'before', gradientName(node)) }];
+};
+
+/**
+ * The gradient of an op that copied each cell of x `factors[i]` times along
+ * axis i: dy viewed with a copy axis beside each repeated axis — `before`
+ * it where whole tiles repeat (Tile), `after` it where each cell repeats in
+ * a block (nearest Resize) — and those axes summed away.
+ */
+function sumCopies(ctx: BackwardContext, g: string, xShape: readonly number[], factors: readonly number[], copyAxis: 'before' | 'after', name: string): string {
+  if (factors.every((f) => f === 1)) return ctx.reshape(g, xShape, name);
   const viewed: number[] = [];
   const axes: number[] = [];
+  const copies = (i: number) => {
+    if (factors[i] === 1) return;
+    axes.push(viewed.length);
+    viewed.push(factors[i]);
+  };
   xShape.forEach((size, i) => {
-    if (repeats[i] !== 1) {
-      axes.push(viewed.length);
-      viewed.push(repeats[i]);
-    }
+    if (copyAxis === 'before') copies(i);
     viewed.push(size);
+    if (copyAxis === 'after') copies(i);
   });
-  const tiles = ctx.reshape(g, viewed, `${name}.tiles`);
-  return [{ value: ctx.op('ReduceSum', [tiles, ctx.int64(`${name}.axes`, axes)], name, xShape, { keepdims: { int: 0 } }) }];
-};
+  const copied = ctx.reshape(g, viewed, `${name}.copies`);
+  return ctx.op('ReduceSum', [copied, ctx.int64(`${name}.axes`, axes)], name, xShape, { keepdims: { int: 0 } });
+}
 
 /**
  * DepthToSpace and SpaceToDepth only move values: each one's gradient is the
@@ -338,9 +348,8 @@ export const spaceToDepthBackward: BackwardRule = (ctx, node, dy) => {
  * nearest_mode floor (PyTorch's nn.Upsample(scale_factor=…) export), or
  * half_pixel/pytorch_half_pixel with round_prefer_floor or round_prefer_ceil
  * (o/s − ½ + 1/(2s) rounds to ⌊o/s⌋ too): each input cell was copied to an
- * s-block, so its gradient is dy summed over its block (dy viewed with a
- * block axis after each upsampled axis, those summed away). Other modes and
- * factors have no rule.
+ * s-block, so its gradient is dy summed over its block (sumCopies, a block
+ * axis after each upsampled axis). Other modes and factors have no rule.
  */
 export const resizeBackward: BackwardRule = (ctx, node, dy, wants) => {
   const x = node.inputs[0];
@@ -362,18 +371,5 @@ export const resizeBackward: BackwardRule = (ctx, node, dy, wants) => {
   const factors = xShape.map((size, i) => yShape[i] / size);
   const whole = factors.every((f, i) => Number.isInteger(f) && f >= 1 && (!scales || scales.length === 0 || scales[i] === f));
   if (!whole) throw undifferentiable('Resize', label, `from [${xShape.join(', ')}] to [${yShape.join(', ')}]${scales && scales.length > 0 ? ` by scales [${Array.from(scales).join(', ')}]` : ''} (only whole upsampling factors)`);
-  const name = gradientName(node);
-  const g = ctx.materialize(dy);
-  if (factors.every((f) => f === 1)) return [{ value: ctx.reshape(g, xShape, name) }];
-  const viewed: number[] = [];
-  const axes: number[] = [];
-  xShape.forEach((size, i) => {
-    viewed.push(size);
-    if (factors[i] !== 1) {
-      axes.push(viewed.length);
-      viewed.push(factors[i]);
-    }
-  });
-  const blocks = ctx.reshape(g, viewed, `${name}.blocks`);
-  return [{ value: ctx.op('ReduceSum', [blocks, ctx.int64(`${name}.axes`, axes)], name, xShape, { keepdims: { int: 0 } }) }];
+  return [{ value: sumCopies(ctx, ctx.materialize(dy), xShape, factors, 'after', gradientName(node)) }];
 };
