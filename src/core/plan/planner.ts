@@ -275,11 +275,12 @@ export function expandTasks(
         // trained elsewhere is imported instead: keyed by its fold's files, not by training:.
         // An architecture that only imports a given model (onnx with its file param) is not keyed by training: either.
         const importsOnly = registry.get('architecture', model.id).importsOnly === true;
-        const train = model.trained
-          ? add('train', 'gpu', `import ${at}`, { ...on, model: model.label, fold }, pluginOf(model), { model: modelRef, imageSize, fold, trained: trainedPath(model.trained.pattern, model.label, fold) }, base, [], trainedFiles.get(trainedKey(model.label, fold)))
-          : importsOnly
-          ? add('train', 'gpu', `import ${at}`, { ...on, model: model.label, fold }, pluginOf(model), { model: modelRef, imageSize, fold }, base, [], trainingFiles.get(model.label))
-          : add('train', 'gpu', `train ${at}`, { ...on, model: model.label, fold }, pluginOf(model), { model: modelRef, training, imageSize, fold }, base, [], trainingFiles.get(model.label));
+        const trainParams = model.trained
+          ? { model: modelRef, imageSize, fold, trained: trainedPath(model.trained.pattern, model.label, fold) }
+          : importsOnly ? { model: modelRef, imageSize, fold } : { model: modelRef, training, imageSize, fold };
+        const trainFiles = model.trained ? trainedFiles.get(trainedKey(model.label, fold)) : trainingFiles.get(model.label);
+        const verb = model.trained || importsOnly ? 'import' : 'train';
+        const train = add('train', 'gpu', `${verb} ${at}`, { ...on, model: model.label, fold }, pluginOf(model), trainParams, base, [], trainFiles);
         const predict = add('predict', 'gpu', `predict ${at}`, { ...on, model: model.label, fold }, pluginOf(model), { model: modelRef, imageSize, fold }, { ...base, train: train.key });
         cells.push({ key: train.key, stage: 'train', ...on, model: model.label, fold });
         cells.push({ key: predict.key, stage: 'predict', ...on, model: model.label, fold });
