@@ -51,7 +51,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import type * as tf from '@tensorflow/tfjs';
-import { tensorWorkerEnv } from '../src/core/exec/tensor-env.ts';
+import { tensorWorkerEnv } from '../src/core/exec/tensor-env.js';
 import type { LoadedModel, Params } from '../src/core/plugins/types.ts';
 import type { ModelEngine } from '../src/core/tensor/engine.ts';
 import { findTorch } from './torch-python.ts';

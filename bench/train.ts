@@ -59,7 +59,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
-import { tensorWorkerEnv } from '../src/core/exec/tensor-env.ts';
+import { tensorWorkerEnv } from '../src/core/exec/tensor-env.js';
 import { BACKEND_NAMES, initBackend, type BackendName } from '../src/core/tensor/backend.ts';
 import { engineChoice } from '../src/core/tensor/engine-choice.ts';
 import { createTrainer } from '../src/core/tensor/train-loop.ts';

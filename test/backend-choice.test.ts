@@ -14,7 +14,7 @@ import * as tf from '@tensorflow/tfjs';
 import onnxProto from 'onnx-proto';
 import { parseBackend, parseThreads, parseThreadsHere } from '../src/cli/context.ts';
 import { isUserError } from '../src/core/errors.ts';
-import { tensorWorkerEnv, TENSOR_MALLOC_THRESHOLD } from '../src/core/exec/tensor-env.ts';
+import { tensorWorkerEnv, TENSOR_MALLOC_THRESHOLD } from '../src/core/exec/tensor-env.js';
 import { sizeTensorWorkers } from '../src/core/exec/tensor-workers.ts';
 import { backendRows, describeBackendRow } from '../src/core/report/backends.ts';
 import { Store } from '../src/core/store/store.ts';

@@ -64,7 +64,8 @@ export function registerTask(program: Command): void {
       const backend = tensors && (await tensors.initBackend(parseBackend(options.backend) ?? execution.backend ?? 'auto', { allowSoftwareAdapter: execution.allowSoftwareAdapter, threads }));
       if (tensors && backend) print(tensors.describeBackend(backend));
       const abort = new AbortController();
-      process.once('SIGTERM', () => abort.abort());
+      // `on`, not `once`: a scheduler's SIGTERM can arrive twice (to the CLI's waiting process, which passes it on, and here).
+      process.on('SIGTERM', () => abort.abort());
       // Loaded here: the stage code (tables, report) is only needed when a task runs.
       const { executeTask } = await import('../core/exec/run-task.ts');
       for (;;) {

@@ -3,7 +3,7 @@ import type { Pool } from '../plan/stages.ts';
 import type { EventLog } from '../store/events.ts';
 import type { Store } from '../store/store.ts';
 import type { TaskLane } from './lane.ts';
-import { tensorWorkerEnv } from './tensor-env.ts';
+import { tensorWorkerEnv } from './tensor-env.js';
 import type { WorkerSetup } from './protocol.ts';
 import type { ProgressSink } from './progress.ts';
 import type { TaskOutcome } from './run-task.ts';
