@@ -278,6 +278,35 @@ describe('onnx:webgpu (lavapipe in CI): every explainer once, and confidence-cha
     }
   });
 
+  it('ReduceMax, ReduceMin, GlobalMaxPool and Max’s backward (ArgMax and int64 Equal; ties split) = onnx:cpu’s, ties included', async () => {
+    const shape = [2, 4, 3, 3];
+    const cases: ReadonlyArray<{ name: string; out: number[]; op: (b: GraphBuilder, x: string) => string }> = [
+      { name: 'ReduceMax axis 1 keepdims', out: [2, 1, 3, 3], op: (b, x) => b.op('ReduceMax', [x], 'y', [2, 1, 3, 3], { axes: { ints: [1] }, keepdims: { int: 1 } }) },
+      { name: 'ReduceMin axes 2, -1', out: [2, 4], op: (b, x) => b.op('ReduceMin', [x], 'y', [2, 4], { axes: { ints: [2, -1] }, keepdims: { int: 0 } }) },
+      { name: 'ReduceMax split axes 1, 3', out: [2, 3], op: (b, x) => b.op('ReduceMax', [x], 'y', [2, 3], { axes: { ints: [1, 3] }, keepdims: { int: 0 } }) },
+      { name: 'ReduceMin over all', out: [1, 1, 1, 1], op: (b, x) => b.op('ReduceMin', [x], 'y', [1, 1, 1, 1], { keepdims: { int: 1 } }) },
+      { name: 'GlobalMaxPool', out: [2, 4, 1, 1], op: (b, x) => b.op('GlobalMaxPool', [x], 'y', [2, 4, 1, 1]) },
+      { name: 'Max with 0 (ties at 0 split)', out: shape, op: (b, x) => b.op('Max', [x, b.float32('zero', [0], [1])], 'y', shape) },
+    ];
+    for (const c of cases) {
+      const b = new GraphBuilder(c.name);
+      const x = b.addInput('x', shape);
+      const rows = c.out[0];
+      const score = b.op('Flatten', [c.op(b, x)], 'score', [rows, size(c.out) / rows], { axis: { int: 1 } });
+      b.addOutput(score);
+      const random = seededRandom(size(shape));
+      const values = Float32Array.from({ length: size(shape) }, () => Math.floor(random() * 3) - 1);
+      const mask = Float32Array.from({ length: size(c.out) }, () => random() * 2 - 1);
+      const [onCpu, onGpu] = await Promise.all(
+        (['cpu', 'webgpu'] as const).map((device) => {
+          const built = buildGradientGraph(b.build(), { input: x, score, layers: [], inputGradient: true, rule: 'plain', device });
+          return runGraph(built.graph, { x: { data: values, shape }, [built.targets]: { data: mask, shape: [rows, size(c.out) / rows] } }, built.input as string, device);
+        }),
+      );
+      assertWithin(onGpu, onCpu, 1e-6, c.name);
+    }
+  });
+
   for (const id of CAMS) {
     it(`${id}: pytorch-grad-cam’s map at relu3 (raw to 1e-3 × max) and final map (2e-3)`, async () => {
       // ScoreCAM and AblationCAM run a forward per channel: two images keep them quick.
