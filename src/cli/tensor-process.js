@@ -65,7 +65,7 @@ function followParent() {
 
 /**
  * Runs this command in a child process with the tensor allocator settings
- * when it needs them and lacks them; true when it did (the child has ended
+ * when it needs them and lacks them (on Linux, where glibc reads them); true when it did (the child has ended
  * and this process has taken its exit code; a child killed by a signal is
  * answered by the same signal here, so shells and supervisors see it).
  * @param {string[]} argv process.argv
@@ -73,7 +73,8 @@ function followParent() {
  */
 export async function relaunchForTensors(argv) {
   followParent();
-  if (hasTensorEnv(process.env) || !runsTensorWork(argv.slice(2))) return false;
+  // The settings are glibc's: elsewhere (macOS, Windows) a child would change nothing.
+  if (process.platform !== 'linux' || hasTensorEnv(process.env) || !runsTensorWork(argv.slice(2))) return false;
   const child = spawn(process.execPath, [...process.execArgv, ...argv.slice(1)], {
     stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
     env: { ...tensorWorkerEnv(process.env), [PARENT_VARIABLE]: String(process.pid) },
