@@ -4,7 +4,8 @@ import path from 'node:path';
 import { before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { isUserError } from '../src/core/errors.ts';
-import { fileModelHandler, layersModelFiles, loadLayersModel, saveLayersModel } from '../src/core/io/model-io.ts';
+import { layersModelFiles } from '../src/core/io/layers-model-files.ts';
+import { fileModelHandler, loadLayersModel, saveLayersModel } from '../src/core/io/model-io.ts';
 import { readNpy } from '../src/core/io/npy.ts';
 import { ROOT, tempDir } from './helpers.ts';
 

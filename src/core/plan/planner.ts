@@ -1,7 +1,7 @@
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { MissingInputError, isUserError } from '../errors.ts';
-import { layersModelFiles } from '../io/model-io.ts';
+import { layersModelFiles } from '../io/layers-model-files.ts';
 import type { DatasetVariant } from '../manifest/dataset.ts';
 import type { ExcludeRule, ResolvedManifest, Variant } from '../manifest/resolve.ts';
 import { matchesDataset, matchesVariant } from '../manifest/resolve.ts';
