@@ -3,7 +3,7 @@ import { UserError } from '../core/errors.ts';
 import { Executor } from '../core/exec/executor.ts';
 import { detectGpus } from '../core/exec/gpus.ts';
 import type { Lanes } from '../core/exec/lane.ts';
-import { ListrProgress, PlainProgress, formatDuration, type ProgressSink } from '../core/exec/progress.ts';
+import { PlainProgress, formatDuration, type ProgressSink } from '../core/exec/progress.ts';
 import { selectTasks } from '../core/exec/executor.ts';
 import { workerLanes } from '../core/exec/worker-lane.ts';
 import type { Pool, Stage } from '../core/plan/stages.ts';
@@ -104,7 +104,7 @@ async function runSweep(manifestFile: string, options: RunOptions, runs: string)
     return task && lanes ? lanes.of(task).concurrency : 1;
   };
   const live = process.stdout.isTTY && !process.env.CI;
-  const progress: ProgressSink = live ? new ListrProgress(concurrency) : new PlainProgress(concurrency);
+  const progress: ProgressSink = live ? new (await import('../core/exec/listr-progress.ts')).ListrProgress(concurrency) : new PlainProgress(concurrency);
   const local = workerLanes({
     plan,
     store: sweep.store,
