@@ -9,6 +9,7 @@ import { elementCount, float32Tensor } from './graph.ts';
 import type { GraphBuilder } from './graph-builder.ts';
 import type { GraphIndex } from './graph-index.ts';
 import { routeToFirstMaxima } from './max-pool-routing.ts';
+import type { OnnxDevice } from './session.ts';
 
 /** Which backward rules: plain gradients, guided backprop, or DeepLift's rescale rule. */
 export type GradientRule = 'plain' | 'guided' | 'deeplift';
@@ -77,8 +78,51 @@ export class BackwardContext {
     readonly index: GraphIndex,
     /** Values whose own gradient is asked for: a rule may not fold anything across them. */
     readonly requested: ReadonlySet<string>,
-    readonly maxPoolRouting: MaxPoolRouting = 'indices',
+    /** The provider the graph is built for: ONNX Runtime's WebGPU provider lacks some ops the rules would use (see webgpu). */
+    readonly device: OnnxDevice = 'cpu',
   ) {}
+
+  get maxPoolRouting(): MaxPoolRouting {
+    return this.webgpu ? 'compare' : 'indices';
+  }
+
+  /**
+   * ONNX Runtime 1.23.2's WebGPU provider has no Sum, Max, Min, And or Or
+   * (checked node by node on lavapipe): it runs such nodes on the CPU, with a
+   * download and an upload of their operands around each, so the rules write
+   * them with ops it has there.
+   */
+  private get webgpu(): boolean {
+    return this.device === 'webgpu';
+  }
+
+  /** Σ of `inputs` (same shape, or broadcasting to `shape`): one Add for two, else Sum — a chain of Adds on WebGPU. */
+  sum(inputs: readonly string[], name: string, shape: readonly number[]): string {
+    if (inputs.length === 1) return inputs[0];
+    if (inputs.length === 2 || !this.webgpu) return this.op(inputs.length === 2 ? 'Add' : 'Sum', inputs, name, shape);
+    return inputs.slice(1).reduce((total, input, i) => this.op('Add', [total, input], i === inputs.length - 2 ? name : `${name}.partial${i}`, shape), inputs[0]);
+  }
+
+  /** The element-wise maximum of a and b: Max — on WebGPU Where(a < b, b, a), the same values. */
+  maximum(a: string, b: string, name: string, shape: readonly number[]): string {
+    if (!this.webgpu) return this.op('Max', [a, b], name, shape);
+    return this.op('Where', [this.op('Less', [a, b], `${name}.secondLarger`, shape, undefined, 'bool'), b, a], name, shape);
+  }
+
+  /**
+   * dy where every one of the boolean `conditions` holds, else 0: dy times
+   * the conditions cast to float — their And cast once, or on WebGPU (no And
+   * there) each cast and multiplied in turn, which gives the same values.
+   * Casting is twice as fast in ONNX Runtime 1.23 as Where (11 ms against
+   * 21 ms over 9.6 M values).
+   */
+  masked(conditions: readonly string[], dy: string, name: string): string {
+    const cast = (keep: string) => this.memo(`mask:${keep}`, () => this.op('Cast', [keep], `${keep}.float`, this.shape(keep), { to: { int: 1 } }));
+    const masks = this.webgpu || conditions.length === 1
+      ? conditions.map(cast)
+      : [cast(this.memo(`and:${conditions.join()}`, () => this.op('And', conditions, `${conditions[0]}.and`, this.shape(conditions[0]), undefined, 'bool')))];
+    return masks.reduce((value, mask, i) => this.op('Mul', [value, mask], i === masks.length - 1 ? name : `${name}.masked${i}`, this.shape(dy)), dy);
+  }
 
   shape(value: string): readonly number[] {
     return this.builder.shape(value);

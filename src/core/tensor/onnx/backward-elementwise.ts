@@ -20,21 +20,11 @@ function bool(ctx: BackwardContext, op: string, inputs: readonly string[], name:
   return ctx.op(op, inputs, name, shape, undefined, 'bool');
 }
 
-/**
- * dy where `keep`, else 0, as dy times the mask cast to float: twice as fast
- * in ONNX Runtime 1.23 as Where (11 ms against 21 ms over 9.6 M values).
- */
-export function masked(ctx: BackwardContext, keep: string, dy: string, name: string): string {
-  const shape = ctx.shape(keep);
-  const mask = ctx.memo(`mask:${keep}`, () => ctx.op('Cast', [keep], `${keep}.float`, shape, { to: { int: 1 } }));
-  return ctx.op('Mul', [dy, mask], name, ctx.shape(dy));
-}
-
 /** Relu: dy where the input was positive (tfjs: dy·step(x), 0 at x = 0). */
 export const reluBackward: BackwardRule = (ctx, node, dy) => {
   const y = node.outputs[0];
   const positive = bool(ctx, 'Greater', [y, ctx.scalar(0)], `${y}.positive`, ctx.shape(y));
-  return [{ value: masked(ctx, positive, ctx.materialize(dy), gradientName(node)) }];
+  return [{ value: ctx.masked([positive], ctx.materialize(dy), gradientName(node)) }];
 };
 
 /**
@@ -52,8 +42,7 @@ export const clipBackward: BackwardRule = (ctx, node, dy) => {
   if (max !== undefined && max !== '') conditions.push(bool(ctx, 'Less', [y, max], `${y}.belowMax`, shape));
   const g = ctx.materialize(dy);
   if (conditions.length === 0) return [{ value: g }];
-  const keep = conditions.length === 1 ? conditions[0] : bool(ctx, 'And', conditions, `${y}.inRange`, shape);
-  return [{ value: masked(ctx, keep, g, gradientName(node)) }];
+  return [{ value: ctx.masked(conditions, g, gradientName(node)) }];
 };
 
 /** dy·y·(1 − y). */
@@ -117,9 +106,8 @@ export const hardSigmoidBackward: BackwardRule = (ctx, node, dy) => {
   const [low, high] = alpha > 0 ? kinks : [kinks[1], kinks[0]];
   const above = bool(ctx, 'Greater', [x, ctx.scalar(low)], `${x}.aboveLowKink`, shape);
   const below = bool(ctx, 'Less', [x, ctx.scalar(high)], `${x}.belowHighKink`, shape);
-  const keep = bool(ctx, 'And', [above, below], `${x}.betweenKinks`, shape);
   const g = ctx.materialize(dy);
-  return [{ value: masked(ctx, keep, ctx.op('Mul', [g, ctx.scalar(alpha)], `${g}.timesAlpha`, shape), gradientName(node)) }];
+  return [{ value: ctx.masked([above, below], ctx.op('Mul', [g, ctx.scalar(alpha)], `${g}.timesAlpha`, shape), gradientName(node)) }];
 };
 
 /** HardSwish, x·max(0, min(1, x/6 + ½)), as PyTorch's hardswish_backward: 0 for x < −3, dy·(x/3 + ½) for x ≤ 3, dy above. */
@@ -335,7 +323,7 @@ export const maxMinBackward: BackwardRule = (ctx, node, dy, wants) => {
   const label = node.name ?? y;
   // Each operand compared with y broadcasts to y's shape.
   const selected = node.inputs.map((x, i) => ctx.op('Cast', [bool(ctx, 'Equal', [x, y], `${label}.selects${i}`, shape)], `${label}.selects${i}.float`, shape, { to: { int: 1 } }));
-  const count = ctx.op(selected.length === 2 ? 'Add' : 'Sum', selected, `${label}.ties`, shape);
+  const count = ctx.sum(selected, `${label}.ties`, shape);
   const share = ctx.op('Div', [g, count], `${g}.perTie`, shape);
   return node.inputs.map((_, i) => (wants[i] ? operandGradient(ctx, node, i, ctx.op('Mul', [share, selected[i]], `${gradientName(node, i)}.full`, shape)) : undefined));
 };

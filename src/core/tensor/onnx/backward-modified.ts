@@ -26,7 +26,7 @@
  */
 import type { BackwardContext, BackwardRule, GradientRule } from './backward-context.ts';
 import type { GraphNode } from './graph.ts';
-import { gradientName, masked } from './backward-elementwise.ts';
+import { gradientName } from './backward-elementwise.ts';
 import { floatAttribute } from './node-attributes.ts';
 
 /** Captum DeepLift's ε: below it a difference from the reference counts as none. */
@@ -40,14 +40,14 @@ function positive(ctx: BackwardContext, node: GraphNode): string {
 
 const guidedRelu: BackwardRule = (ctx, node, dy) => {
   const g = ctx.materialize(dy);
-  return [{ value: masked(ctx, positive(ctx, node), ctx.op('Relu', [g], `${g}.positivePart`, ctx.shape(g)), gradientName(node)) }];
+  return [{ value: ctx.masked([positive(ctx, node)], ctx.op('Relu', [g], `${g}.positivePart`, ctx.shape(g)), gradientName(node)) }];
 };
 
 /** An activation's plain gradient under DeepLift's own derivatives (modified-backprop.ts RESCALED): the |Δx| < ε case. */
 type PlainGradient = (ctx: BackwardContext, node: GraphNode, g: string, name: string) => string;
 
 const plainGradients: Record<string, PlainGradient> = {
-  Relu: (ctx, node, g, name) => masked(ctx, positive(ctx, node), g, name),
+  Relu: (ctx, node, g, name) => ctx.masked([positive(ctx, node)], g, name),
   Elu: (ctx, node, g, name) => {
     const y = node.outputs[0];
     const shape = ctx.shape(y);
@@ -113,7 +113,7 @@ const deepLiftMaxPool: BackwardRule = (ctx, node, dy) => {
   const plain = ctx.routeToMaxima(node, g, `${name}.plain`);
   const [inputs, references] = ctx.halves(y);
   const half = ctx.shape(inputs);
-  const cross = ctx.op('Max', [inputs, references], `${y}.cross`, half);
+  const cross = ctx.maximum(inputs, references, `${y}.cross`, half);
   const pairs = [2, ...half.slice(1)];
   const deltaOut = ctx.op('Concat', [ctx.op('Sub', [cross, references], `${y}.toInput`, half), ctx.op('Sub', [inputs, cross], `${y}.toReference`, half)], `${y}.deltaOut`, pairs, { axis: { int: 0 } });
   const seen = ctx.pairView(dy.plain ?? g);

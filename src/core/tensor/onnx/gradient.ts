@@ -195,7 +195,7 @@ export class GradientSums {
     } else {
       const shape = this.ctx.shape(value);
       const values = parts.map((part) => this.ctx.materialize(part));
-      const sum = (inputs: string[], name: string) => (inputs.length === 2 ? this.ctx.op('Add', inputs, name, shape) : this.ctx.op('Sum', inputs, name, shape));
+      const sum = (inputs: string[], name: string) => this.ctx.sum(inputs, name, shape);
       const summed = sum(values, `${value}.grad`);
       const plain = parts.some((part) => part.plain !== undefined) ? sum(parts.map((part, i) => part.plain ?? values[i]), `${value}.grad.plain`) : undefined;
       total = plain === undefined ? { value: summed } : { value: summed, plain };
@@ -290,7 +290,7 @@ export interface BackpropagationSpec {
 export function backpropagate(builder: GraphBuilder, index: GraphIndex, spec: BackpropagationSpec): { ctx: BackwardContext; gradients: GradientSums } {
   const scoreReads = index.ancestors(spec.seeds.map(([value]) => value));
   const reached = index.descendants(spec.starts);
-  const ctx = new BackwardContext(builder, index, spec.starts, spec.device === 'webgpu' ? 'compare' : 'indices');
+  const ctx = new BackwardContext(builder, index, spec.starts, spec.device);
   const gradients = new GradientSums(ctx);
   for (const [value, gradient] of spec.seeds) gradients.contribute(value, gradient);
   const rules = { ...PLAIN_RULES, ...modifiedRules(spec.rule, PLAIN_RULES, spec.plainValues) };
