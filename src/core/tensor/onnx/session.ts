@@ -56,9 +56,9 @@ export class OnnxSession {
   static async create(model: Uint8Array, options: SessionOptions): Promise<OnnxSession> {
     const ort = await onnxRuntime();
     const session = await ort.InferenceSession.create(model, {
-      // WebGPU in NCHW: ONNX Runtime 1.23.2's default NHWC kernels compute wrong convolutions for some channel
-      // counts (input channels 6, 9, 15… or a one-channel ConvTranspose from 5, 7… channels), checked against its CPU provider.
-      executionProviders: [options.device === 'webgpu' ? { name: 'webgpu', preferredLayout: 'NCHW' } : options.device],
+      // WebGPU in NHWC, its default: ONNX Runtime 1.23.2's NCHW convolutions miscompute ordinary layers (ResNet101's
+      // layers 3 and 4 at 224²); the few shapes its NHWC ones get wrong are padded away (webgpu-graph.ts).
+      executionProviders: [options.device === 'webgpu' ? { name: 'webgpu', preferredLayout: 'NHWC' } : options.device],
       ...(options.threads !== undefined ? { intraOpNumThreads: options.threads } : {}),
       // One graph runs at a time; parallelism is inside the kernels.
       interOpNumThreads: 1,
