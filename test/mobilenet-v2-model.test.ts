@@ -4,7 +4,8 @@ import { after, before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { isUserError } from '../src/core/errors.ts';
 import { readStateDict, type StateDict } from '../src/core/io/pytorch-state-dict.ts';
-import { countTrainableParams, permute } from '../src/core/tensor/torch-weights.ts';
+import { permute } from '../src/core/tensor/permutation.ts';
+import { countTrainableParams } from '../src/core/tensor/torch-weights.ts';
 import { initWasmBackend } from '../src/core/tensor/wasm-setup.ts';
 import {
   MOBILENET_V2_TARGET_LAYER, buildMobileNetV2, importTorchMobileNetV2, inferMobileNetV2Config, layerForModule,

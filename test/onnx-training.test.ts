@@ -32,7 +32,7 @@ import { tryOnnxDevice } from '../src/core/tensor/onnx-devices.ts';
 import { OnnxTrainer } from '../src/core/tensor/onnx-trainer.ts';
 import { pytorchBatchNorm } from '../src/core/tensor/pytorch-batch-norm.ts';
 import { TfjsTrainer } from '../src/core/tensor/tfjs-trainer.ts';
-import { inversePermutation, permute } from '../src/core/tensor/torch-weights.ts';
+import { inversePermutation, permute } from '../src/core/tensor/permutation.ts';
 import type { ResolvedOptimizer, StepOptions, Trainer } from '../src/core/tensor/trainer.ts';
 import { largestError } from './helpers.ts';
 

@@ -18,7 +18,7 @@ import { ParameterLayout, buildTrainingGraph, type ParameterGroup, type Paramete
 import { serializeGraph } from './onnx/serialize.ts';
 import { forWebGpu } from './onnx/webgpu-graph.ts';
 import { OnnxSession, type HostTensor, type SessionInput } from './onnx/session.ts';
-import { inversePermutation, permute } from './torch-weights.ts';
+import { inversePermutation, permute } from './permutation.ts';
 import { headWeights, type BatchStatistics, type ResolvedOptimizer, type StateEntry, type StepOptions, type Trainer } from './trainer.ts';
 
 export interface OnnxTrainerOptions {

@@ -14,6 +14,7 @@ import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../errors.ts';
 import { toFloat32, type StateDict } from '../io/pytorch-state-dict.ts';
 import type { StateDictEntry } from '../io/pytorch-state-dict-write.ts';
+import { inversePermutation, permute } from './permutation.ts';
 
 /**
  * tfjs layer names may not contain '.', so a torch module path becomes a
@@ -28,33 +29,6 @@ export function tfjsName(torchPath: string): string {
 
 export function torchName(tfjsLayerName: string): string {
   return tfjsLayerName.replaceAll('_', '.');
-}
-
-/** Reorders a C-order array of `shape` so that axis i of the result is axis perm[i] of the input. */
-export function permute(data: Float32Array, shape: readonly number[], perm: readonly number[]): Float32Array {
-  const rank = shape.length;
-  const outShape = perm.map((axis) => shape[axis]);
-  const inStrides = new Array<number>(rank);
-  let stride = 1;
-  for (let axis = rank - 1; axis >= 0; axis--) {
-    inStrides[axis] = stride;
-    stride *= shape[axis];
-  }
-  const strides = perm.map((axis) => inStrides[axis]);
-  const out = new Float32Array(data.length);
-  const index = new Array<number>(rank).fill(0);
-  // The source offset follows the output index: one stride on, and back where an axis wraps.
-  let source = 0;
-  for (let o = 0; o < out.length; o++) {
-    out[o] = data[source];
-    for (let axis = rank - 1; axis >= 0; axis--) {
-      source += strides[axis];
-      if (++index[axis] < outShape[axis]) break;
-      source -= strides[axis] * outShape[axis];
-      index[axis] = 0;
-    }
-  }
-  return out;
 }
 
 /** How one tfjs weight is found in the state dict, in torch's terms. */
@@ -148,14 +122,6 @@ export function importTorchWeights(model: tf.LayersModel, state: StateDict, opti
     layer.setWeights(tensors);
     tf.dispose(tensors);
   }
-}
-
-/** The axis order undoing `perm`. */
-/** The permutation that undoes `perm`. */
-export function inversePermutation(perm: readonly number[]): number[] {
-  const inverse = new Array<number>(perm.length);
-  perm.forEach((axis, i) => (inverse[axis] = i));
-  return inverse;
 }
 
 /**

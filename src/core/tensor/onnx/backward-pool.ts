@@ -25,6 +25,7 @@ import type { BackwardContext, BackwardRule, Gradient } from './backward-context
 import type { GraphNode } from './graph.ts';
 import { elementCount, float32Tensor, int64Tensor } from './graph.ts';
 import { intAttribute, intsAttribute, transposedEnds, windowOf, type Window } from './node-attributes.ts';
+import { inversePermutation } from '../permutation.ts';
 
 function poolWindow(node: GraphNode, xShape: readonly number[], yShape: readonly number[]): Window {
   const kernel = intsAttribute(node, 'kernel_shape');
@@ -196,9 +197,7 @@ function extremumBackward(ctx: BackwardContext, node: GraphNode, dy: Gradient, a
   if (adjacent) {
     routed = ctx.op('Mul', [ctx.reshape(unmerged, xShape, `${name}.maskShaped`), g], name, xShape);
   } else {
-    const inverse = new Array<number>(order.length);
-    order.forEach((axis, i) => (inverse[axis] = i));
-    const back = ctx.op('Transpose', [unmerged], `${name}.maskShaped`, xShape, { perm: { ints: inverse } });
+    const back = ctx.op('Transpose', [unmerged], `${name}.maskShaped`, xShape, { perm: { ints: inversePermutation(order) } });
     routed = ctx.op('Mul', [back, g], name, xShape);
   }
   return { value: routed };

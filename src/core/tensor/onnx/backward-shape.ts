@@ -10,14 +10,13 @@ import type { GraphNode } from './graph.ts';
 import { int64Tensor } from './graph.ts';
 import { gradientName, reduceTo } from './backward-elementwise.ts';
 import { floatAttribute, intAttribute, intsAttribute, stringAttribute } from './node-attributes.ts';
+import { inversePermutation } from '../permutation.ts';
 
 export const transposeBackward: BackwardRule = (ctx, node, dy) => {
   const x = node.inputs[0];
   const rank = ctx.shape(x).length;
   const perm = intsAttribute(node, 'perm') ?? Array.from({ length: rank }, (_, i) => rank - 1 - i);
-  const inverse = new Array<number>(rank);
-  perm.forEach((axis, i) => (inverse[axis] = i));
-  return [{ value: ctx.op('Transpose', [ctx.materialize(dy)], gradientName(node), ctx.shape(x), { perm: { ints: inverse } }) }];
+  return [{ value: ctx.op('Transpose', [ctx.materialize(dy)], gradientName(node), ctx.shape(x), { perm: { ints: inversePermutation(perm) } }) }];
 };
 
 /** Reshape, Flatten, Squeeze, Unsqueeze: the gradient takes the input's shape back. */
