@@ -25,8 +25,6 @@ import { buildForwardFromValue, buildGradientGraph } from './onnx/gradient.ts';
 import { GraphBuilder } from './onnx/graph-builder.ts';
 import type { Graph } from './onnx/graph.ts';
 import { LayersModelGraphs } from './onnx/layers-model-graphs.ts';
-import { serializeGraph } from './onnx/serialize.ts';
-import { forWebGpu } from './onnx/webgpu-graph.ts';
 import { OnnxSession, type HostTensor } from './onnx/session.ts';
 
 export interface OnnxEngineOptions {
@@ -239,7 +237,7 @@ export class OnnxEngine implements ModelEngine {
     }
     const pending = (async () => {
       const { graph, inputs, outputs } = build();
-      const session = await OnnxSession.create(serializeGraph(this.#options.device === 'webgpu' ? forWebGpu(graph) : graph), { device: this.#options.device, threads: this.#options.threads });
+      const session = await OnnxSession.fromGraph(graph, { device: this.#options.device, threads: this.#options.threads });
       return { session, inputs, outputs };
     })();
     sessions.set(key, pending);

@@ -15,8 +15,6 @@ import { seededRandom } from '../random.ts';
 import type { OnnxDevice } from './engine-choice.ts';
 import { hostOf } from './onnx-engine.ts';
 import { ParameterLayout, buildTrainingGraph, type ParameterGroup, type ParameterSlot, type TrainingGraph } from './onnx/training-graph.ts';
-import { serializeGraph } from './onnx/serialize.ts';
-import { forWebGpu } from './onnx/webgpu-graph.ts';
 import { OnnxSession, type HostTensor, type SessionInput } from './onnx/session.ts';
 import { inversePermutation, permute } from './permutation.ts';
 import { headWeights, type BatchStatistics, type ResolvedOptimizer, type StateEntry, type StepOptions, type Trainer } from './trainer.ts';
@@ -197,8 +195,7 @@ export class OnnxTrainer implements Trainer {
           device: this.options.device,
         });
         this.adoptLayouts(graph.weightLayouts);
-        const model = this.options.device === 'webgpu' ? forWebGpu(graph.graph) : graph.graph;
-        const session = await OnnxSession.create(serializeGraph(model), { device: this.options.device, threads: this.options.threads, memoryPattern: false });
+        const session = await OnnxSession.fromGraph(graph.graph, { device: this.options.device, threads: this.options.threads, memoryPattern: false });
         const groupSlots = groups.map((group) => this.parameters.slots.flatMap((slot, i) => (slot.offset >= group.start && slot.offset < group.end ? [i] : [])));
         return { graph, session, groupSlots };
       })();

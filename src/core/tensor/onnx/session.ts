@@ -10,6 +10,9 @@
  * and the rest stays inside the session.
  */
 import type * as Ort from 'onnxruntime-node';
+import type { Graph } from './graph.ts';
+import { serializeGraph } from './serialize.ts';
+import { forWebGpu } from './webgpu-graph.ts';
 
 export type OnnxDevice = 'cpu' | 'webgpu' | 'cuda';
 
@@ -52,6 +55,11 @@ export class OnnxSession {
   private released = false;
 
   private constructor(private readonly ort: typeof Ort, private readonly session: Ort.InferenceSession, readonly options: SessionOptions) {}
+
+  /** A session for `graph` as the device computes it correctly: on WebGPU with the shapes its convolutions miscompute padded away (forWebGpu). */
+  static fromGraph(graph: Graph, options: SessionOptions): Promise<OnnxSession> {
+    return OnnxSession.create(serializeGraph(options.device === 'webgpu' ? forWebGpu(graph) : graph), options);
+  }
 
   static async create(model: Uint8Array, options: SessionOptions): Promise<OnnxSession> {
     const ort = await onnxRuntime();

@@ -16,10 +16,11 @@
  *
  * So this pass pads the input channels of those convolutions with zeros to
  * a multiple of 4 — zero channels with zero weights add nothing to any sum —
- * and leaves every other node as it is.
+ * and leaves every other node as it is. OnnxSession.fromGraph applies it to
+ * every WebGPU session salgrid makes.
  */
 import { GraphIndex } from './graph-index.ts';
-import { float32Tensor, int64Tensor, type ConstantTensor, type Graph, type GraphNode, type ValueInfo } from './graph.ts';
+import { elementCount, float32Tensor, int64Tensor, type ConstantTensor, type Graph, type GraphNode, type ValueInfo } from './graph.ts';
 import { intAttribute } from './node-attributes.ts';
 
 /** Whether the provider's NHWC kernel for this convolution miscomputes with `channels` input channels (per group of 1). */
@@ -48,9 +49,9 @@ export function forWebGpu(graph: Graph): Graph {
     const constant = index.constant(value);
     if (constant?.dtype === 'float32') {
       const data = constant.data as Float32Array;
-      const out = new Float32Array(grown.reduce((a, b) => a * b, 1));
-      const outer = shape.slice(0, axis).reduce((a, b) => a * b, 1);
-      const inner = shape.slice(axis + 1).reduce((a, b) => a * b, 1);
+      const out = new Float32Array(elementCount(grown));
+      const outer = elementCount(shape.slice(0, axis));
+      const inner = elementCount(shape.slice(axis + 1));
       for (let o = 0; o < outer; o++) out.set(data.subarray(o * shape[axis] * inner, (o + 1) * shape[axis] * inner), o * grown[axis] * inner);
       initializers.set(name, float32Tensor(out, grown));
     } else {
