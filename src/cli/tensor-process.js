@@ -15,7 +15,7 @@
  */
 import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
-import { MALLOC_VARIABLES, tensorWorkerEnv } from '../core/exec/tensor-env.js';
+import { hasTensorEnv, tensorWorkerEnv } from '../core/exec/tensor-env.js';
 
 const TENSOR_COMMANDS = new Set(['train', 'explain', 'predict', 'score']);
 /** @type {NodeJS.Signals[]} The signals a person, a scheduler or a supervisor stops a command with. */
@@ -48,12 +48,6 @@ export function runsTensorWork(args) {
   const [command, sub] = commandWords(args);
   return TENSOR_COMMANDS.has(command) || (command === 'task' && sub === 'run');
 }
-
-/**
- * Whether this process already has the tensor allocator settings (set by salgrid or by the user).
- * @param {NodeJS.ProcessEnv} env
- */
-const hasTensorEnv = (env) => MALLOC_VARIABLES.every((name) => env[name] !== undefined && env[name] !== '');
 
 /** In a child started by relaunchForTensors: stop when the waiting process is gone (killed with SIGKILL), as at a SIGTERM from it. */
 function followParent() {

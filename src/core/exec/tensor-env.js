@@ -19,12 +19,22 @@ export const TENSOR_MALLOC_THRESHOLD = String(256 * 1024 * 1024);
 
 export const MALLOC_VARIABLES = /** @type {const} */ (['MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_']);
 
+/** @param {string | undefined} value */
+const unset = (value) => value === undefined || value === '';
+
 /**
+ * `env` with each allocator variable it leaves unset set to the threshold.
  * @param {NodeJS.ProcessEnv} env
  * @returns {NodeJS.ProcessEnv}
  */
 export function tensorWorkerEnv(env) {
   const out = { ...env };
-  for (const name of MALLOC_VARIABLES) if (out[name] === undefined || out[name] === '') out[name] = TENSOR_MALLOC_THRESHOLD;
+  for (const name of MALLOC_VARIABLES) if (unset(out[name])) out[name] = TENSOR_MALLOC_THRESHOLD;
   return out;
 }
+
+/**
+ * Whether `env` already sets every allocator variable (salgrid or the user did).
+ * @param {NodeJS.ProcessEnv} env
+ */
+export const hasTensorEnv = (env) => MALLOC_VARIABLES.every((name) => !unset(env[name]));
