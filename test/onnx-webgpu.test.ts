@@ -39,7 +39,7 @@ import * as tf from '@tensorflow/tfjs';
 import { loadLayersModel } from '../src/core/io/model-io.ts';
 import { readNpy } from '../src/core/io/npy.ts';
 import type { LoadedModel, Params } from '../src/core/plugins/types.ts';
-import { seededRandom } from '../src/core/random.ts';
+import { seededRandom, withSeededMathRandom } from '../src/core/random.ts';
 import { setEngineChoice } from '../src/core/tensor/engine-choice.ts';
 import { arrayInputs, scoreWithModel, type MapArray, type MetricValues } from '../src/core/tensor/model-metric.ts';
 import { releaseOnnxSessions } from '../src/core/tensor/onnx-engine.ts';
@@ -253,13 +253,40 @@ interface NetCase {
   readonly rule: GradientRule;
   /** The op of the CPU formulation this case is about. */
   readonly uses: string;
+  /**
+   * Whether onnx:webgpu's gradients are compared with onnx:cpu's too. Not for
+   * GoogLeNet: among its 57 ReLUs over 22 layers some pre-activation lies within rounding
+   * of its kink, lavapipe rounds it to either side from run to run, and a
+   * few percent of the input gradient moves with it (seen in CI); its Sums
+   * are compared on WebGPU in a four-branch block instead.
+   */
+  readonly onWebGpu: boolean;
+}
+
+/** GoogLeNet's fan-out in small: one activation read by four convolution branches, concatenated (its gradient sums four parts). */
+function fourBranchBlock(): tf.LayersModel {
+  const input = tf.input({ shape: [16, 16, 3] });
+  const stem = tf.layers.conv2d({ filters: 8, kernelSize: 3, padding: 'same', activation: 'relu' }).apply(input) as tf.SymbolicTensor;
+  const branches = [1, 3, 5, 1].map((kernelSize) => tf.layers.conv2d({ filters: 4, kernelSize, padding: 'same', activation: 'relu' }).apply(stem) as tf.SymbolicTensor);
+  const joined = tf.layers.concatenate({ axis: -1 }).apply(branches) as tf.SymbolicTensor;
+  const pooled = tf.layers.globalAveragePooling2d({}).apply(joined) as tf.SymbolicTensor;
+  return tf.model({ inputs: input, outputs: tf.layers.dense({ units: 4 }).apply(pooled) as tf.SymbolicTensor });
 }
 
 const NET_CASES: readonly NetCase[] = [
-  { name: 'MobileNetV2 0.35 (ReLU6 masks)', build: () => buildMobileNetV2({ widthMult: 0.35, numClasses: 4, inputSize: 32 }), rule: 'plain', uses: 'And' },
-  { name: 'GoogLeNet (gradients of four branches summed)', build: () => heInitialized(buildGoogLeNet({ numClasses: 4, inputSize: 32 })), rule: 'plain', uses: 'Sum' },
-  { name: 'ResNet18 with DeepLift (the max pool’s cross maximum)', build: () => buildResNet(resNetPreset(18, { numClasses: 4 })), rule: 'deeplift', uses: 'Max' },
+  { name: 'MobileNetV2 0.35 (ReLU6 masks)', build: () => seeded(() => buildMobileNetV2({ widthMult: 0.35, numClasses: 4, inputSize: 32 })), rule: 'plain', uses: 'And', onWebGpu: true },
+  { name: 'GoogLeNet (gradients of four branches summed)', build: () => heInitialized(seeded(() => buildGoogLeNet({ numClasses: 4, inputSize: 32 }))), rule: 'plain', uses: 'Sum', onWebGpu: false },
+  { name: 'a four-branch block (GoogLeNet’s gradient sums, shallow)', build: () => seeded(fourBranchBlock), rule: 'plain', uses: 'Sum', onWebGpu: true },
+  { name: 'ResNet18 with DeepLift (the max pool’s cross maximum)', build: () => seeded(() => buildResNet(resNetPreset(18, { numClasses: 4 }))), rule: 'deeplift', uses: 'Max', onWebGpu: true },
 ];
+
+/**
+ * The model with seeded initial weights: deep networks at random weights
+ * hold pre-activations within rounding of a ReLU's kink, which the two
+ * providers may round to opposite sides (onnx-training.test.ts says more);
+ * fixed weights make the comparison the same in every run.
+ */
+const seeded = (build: () => tf.LayersModel) => withSeededMathRandom(2026, build);
 
 /**
  * The model with its kernels drawn at He's scale, √(2 / fan-in): torchvision's
@@ -457,7 +484,7 @@ describe('onnx:webgpu (lavapipe in CI): every explainer once, and confidence-cha
     });
   }
 
-  for (const c of NET_CASES) {
+  for (const c of NET_CASES.filter((net) => net.onWebGpu)) {
     it(`${c.name}: the WebGPU gradient graph on onnx:webgpu = the CPU one on onnx:cpu, to 1e-4 × max`, async () => {
       const model = c.build();
       try {
