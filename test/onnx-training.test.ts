@@ -6,8 +6,9 @@
  *
  * The network is shallow and holds every op whose weight gradient the
  * built-in families need: a strided 'same' convolution, batch norm on batch
- * statistics (PyTorch's running update), ReLU6 and ReLU, a depthwise
- * convolution, 1×1 convolutions (one strided; one with a bias and a fused
+ * statistics (PyTorch's running update), ReLU6 and ReLU, depthwise
+ * convolutions (of 8 channels, and of 16 at strides 1 and 2, which onnx:cpu
+ * runs on ONNX Runtime's NCHWc kernels: nchwc-graph.ts), 1×1 convolutions (one strided; one with a bias and a fused
  * ReLU), a residual Add, zero padding and max pooling, average pooling,
  * concatenation, global pooling and the dense head. (A bias right before a
  * batch norm has no gradient in exact arithmetic, only rounding noise, so
@@ -57,7 +58,12 @@ function opsNet(): tf.LayersModel {
     const strided = apply(tf.layers.reLU(), apply(bn('down_bn'), apply(tf.layers.conv2d({ filters: 12, kernelSize: 1, strides: 2, useBias: false }), residual)));
     const pooled = apply(tf.layers.maxPooling2d({ poolSize: 3, strides: 2 }), apply(tf.layers.zeroPadding2d({ padding: 1 }), strided));
     const averaged = apply(tf.layers.averagePooling2d({ poolSize: 4, strides: 4 }), residual);
-    const joined = apply(tf.layers.concatenate(), [pooled, averaged]);
+    // Depthwise layers of 16 channels, at strides 1 and 2: on onnx:cpu these run on the NCHWc kernels (nchwc-graph.ts).
+    const wide = apply(tf.layers.reLU({ maxValue: 6 }), apply(bn('wide_bn'), apply(tf.layers.conv2d({ filters: 16, kernelSize: 1, useBias: false }), residual)));
+    const wideDepthwise = apply(tf.layers.reLU({ maxValue: 6 }), apply(bn('wide_dw_bn'), apply(tf.layers.depthwiseConv2d({ kernelSize: 3, padding: 'same', useBias: false }), wide)));
+    const downDepthwise = apply(bn('down_dw_bn'), apply(tf.layers.depthwiseConv2d({ kernelSize: 3, strides: 2, padding: 'same', useBias: false }), wideDepthwise));
+    const squeezed = apply(tf.layers.averagePooling2d({ poolSize: 2, strides: 2 }), downDepthwise);
+    const joined = apply(tf.layers.concatenate(), [pooled, averaged, squeezed]);
     const mixed = apply(tf.layers.conv2d({ filters: 10, kernelSize: 1, activation: 'relu' }), joined);
     const head = apply(tf.layers.dense({ units: CLASSES }), apply(tf.layers.globalAveragePooling2d({}), mixed));
     return tf.model({ inputs: input, outputs: head });

@@ -142,7 +142,9 @@ function convInputGradient(ctx: BackwardContext, node: GraphNode, dy: Gradient, 
  * kernel: batch and channel axes swapped (input [C/g, g·N, H, W], kernel
  * [M, N, OH, OW], g groups), strides and dilations exchanged, which gives
  * [C/g, M, kh, kw] to transpose back; where the forward's windows left the
- * last rows or columns unread, the input is cropped to what they read.
+ * last rows or columns unread, the input is cropped to what they read. A
+ * depthwise kernel's gradient on the CPU takes one group per image and
+ * channel instead, with no transposes (see there).
  */
 function convWeightGradient(ctx: BackwardContext, node: GraphNode, g: string, window: Window, group: number): string {
   const [x, w] = node.inputs;
@@ -180,15 +182,34 @@ function convWeightGradient(ctx: BackwardContext, node: GraphNode, g: string, wi
   }
   const [, , sh, sw] = ctx.shape(source);
   const after = read.map((r, i) => Math.max(0, r - [sh, sw][i]));
+  const exchanged = {
+    strides: { ints: window.dilations },
+    dilations: { ints: window.strides },
+    pads: { ints: [...window.before, ...after] },
+  };
+  if (ctx.device === 'cpu' && perGroupIn === 1 && outChannels === group) {
+    // Depthwise on the CPU: one group per image and channel, x [1, N·C, H, W] with dy [N·C, 1, OH, OW] as the kernel,
+    // summed over the images after — a depthwise convolution, which OnnxSession runs on the NCHWc kernels
+    // (nchwc-graph.ts), and whose input is the forward's own input reordered once.
+    const input = ctx.reshape(source, [1, n * channels, sh, sw], `${source}.imagesAsChannels`);
+    const kernel = ctx.reshape(g, [n * outChannels, 1, outHeight, outWidth], `${g}.asDepthwiseKernel`);
+    const perImage = ctx.op('Conv', [input, kernel], `${name}.perImage`, [1, n * channels, ...window.kernel], {
+      kernel_shape: { ints: [outHeight, outWidth] },
+      ...exchanged,
+      group: { int: n * channels },
+    });
+    if (n === 1) return ctx.reshape(perImage, wShape, name);
+    const images = ctx.reshape(perImage, [n, channels, ...window.kernel], `${name}.images`);
+    const summed = ctx.op('ReduceSum', [images, ctx.int64(`${name}.batch`, [0])], `${name}.summed`, [channels, ...window.kernel], { keepdims: { int: 0 } });
+    return ctx.reshape(summed, wShape, name);
+  }
   const grouped = ctx.reshape(source, [n, group, perGroupIn, sh, sw], `${source}.groups`);
   const swapped = ctx.op('Transpose', [grouped], `${source}.channelsFirst`, [perGroupIn, group, n, sh, sw], { perm: { ints: [2, 1, 0, 3, 4] } });
   const input = ctx.reshape(swapped, [perGroupIn, group * n, sh, sw], `${source}.asBatch`);
   const kernel = ctx.op('Transpose', [g], `${g}.asKernel`, [outChannels, n, outHeight, outWidth], { perm: { ints: [1, 0, 2, 3] } });
   const correlated = ctx.op('Conv', [input, kernel], `${name}.swapped`, [perGroupIn, outChannels, ...window.kernel], {
     kernel_shape: { ints: [outHeight, outWidth] },
-    strides: { ints: window.dilations },
-    dilations: { ints: window.strides },
-    pads: { ints: [...window.before, ...after] },
+    ...exchanged,
     group: { int: group },
   });
   if (perGroupIn === 1) return ctx.reshape(correlated, wShape, name);

@@ -32,6 +32,8 @@ export type Attribute =
 
 export interface GraphNode {
   readonly op: string;
+  /** The operator's domain where it is not ONNX's own (e.g. ONNX Runtime's com.microsoft.nchwc). */
+  readonly domain?: string;
   readonly inputs: readonly string[];
   readonly outputs: readonly string[];
   readonly attributes?: Readonly<Record<string, Attribute>>;

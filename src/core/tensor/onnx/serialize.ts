@@ -13,6 +13,8 @@ const { onnx } = onnxProto;
 
 export const OPSET_VERSION = 17;
 export const IR_VERSION = 8;
+/** The version imported for each operator domain other than ONNX's that a graph may use. */
+const DOMAIN_VERSIONS: Readonly<Record<string, number>> = { 'com.microsoft.nchwc': 1 };
 
 export interface SerializeOptions {
   /** Write value_info for every intermediate value (default true). */
@@ -41,7 +43,8 @@ function tensorProto(name: string, tensor: ConstantTensor): onnxProto.onnx.ITens
 }
 
 function valueInfoProto(info: ValueInfo, batchName?: string): onnxProto.onnx.IValueInfoProto {
-  const dim = info.shape.map((size, i): onnxProto.onnx.TensorShapeProto.IDimension => (i === 0 && batchName !== undefined ? { dimParam: batchName } : { dimValue: size }));
+  // A negative size is an axis of unknown size (a dimension with neither a value nor a name).
+  const dim = info.shape.map((size, i): onnxProto.onnx.TensorShapeProto.IDimension => (i === 0 && batchName !== undefined ? { dimParam: batchName } : size < 0 ? {} : { dimValue: size }));
   return { name: info.name, type: { tensorType: { elemType: ELEMENT_TYPE[info.dtype], shape: { dim } } } };
 }
 
@@ -57,6 +60,7 @@ function attributeProto(name: string, attribute: Attribute): onnxProto.onnx.IAtt
 
 function nodeProto(node: GraphNode): onnxProto.onnx.INodeProto {
   return {
+    ...(node.domain !== undefined ? { domain: node.domain } : {}),
     opType: node.op,
     input: [...node.inputs],
     output: [...node.outputs],
@@ -71,9 +75,11 @@ export function serializeGraph(graph: Graph, options: SerializeOptions = {}): Ui
   const intermediate = options.valueInfo === false
     ? []
     : [...graph.values.values()].filter((info) => !edges.has(info.name) && !graph.initializers.has(info.name));
+  const domains = [...new Set(graph.nodes.flatMap((node) => (node.domain !== undefined ? [node.domain] : [])))];
+  for (const domain of domains) if (DOMAIN_VERSIONS[domain] === undefined) throw new Error(`graph ${graph.name}: no version known for operator domain ${domain}`);
   const model = onnx.ModelProto.create({
     irVersion: IR_VERSION,
-    opsetImport: [{ domain: '', version: OPSET_VERSION }],
+    opsetImport: [{ domain: '', version: OPSET_VERSION }, ...domains.map((domain) => ({ domain, version: DOMAIN_VERSIONS[domain] }))],
     producerName: 'salgrid',
     graph: {
       name: graph.name,

@@ -13,6 +13,7 @@ import type * as Ort from 'onnxruntime-node';
 import type { Graph } from './graph.ts';
 import { serializeGraph } from './serialize.ts';
 import { forWebGpu } from './webgpu-graph.ts';
+import { nchwcProbeGraph, withNchwcConvs } from './nchwc-graph.ts';
 
 export type OnnxDevice = 'cpu' | 'webgpu' | 'cuda';
 
@@ -45,6 +46,31 @@ export function onnxRuntime(): Promise<typeof Ort> {
   return (runtime ??= import('onnxruntime-node'));
 }
 
+let nchwcBlock: Promise<number> | undefined;
+
+/**
+ * The channel block of ONNX Runtime's NCHWc CPU kernels on this machine (8
+ * with AVX2, 16 with AVX-512), or 0 where its build has none: the channels
+ * a ReorderInput of 4 channels pads to, asked once per process.
+ */
+export function nchwcBlockSize(): Promise<number> {
+  nchwcBlock ??= (async () => {
+    try {
+      const probe = await OnnxSession.create(serializeGraph(nchwcProbeGraph(), { valueInfo: false }), { device: 'cpu', threads: 1 });
+      try {
+        const [blocked] = await probe.run({ x: { data: new Float32Array(4), shape: [1, 4, 1, 1] } }, ['blocked']);
+        const block = blocked.shape[1];
+        return block >= 4 && (block & (block - 1)) === 0 ? block : 0;
+      } finally {
+        await probe.release();
+      }
+    } catch {
+      return 0;
+    }
+  })();
+  return nchwcBlock;
+}
+
 function tensorType(data: SessionInput['data']): 'float32' | 'int64' | 'int32' {
   if (data instanceof Float32Array) return 'float32';
   if (data instanceof BigInt64Array) return 'int64';
@@ -56,9 +82,21 @@ export class OnnxSession {
 
   private constructor(private readonly ort: typeof Ort, private readonly session: Ort.InferenceSession, readonly options: SessionOptions) {}
 
-  /** A session for `graph` as the device computes it correctly: on WebGPU with the shapes its convolutions miscompute padded away (forWebGpu). */
-  static fromGraph(graph: Graph, options: SessionOptions): Promise<OnnxSession> {
-    return OnnxSession.create(serializeGraph(options.device === 'webgpu' ? forWebGpu(graph) : graph), options);
+  /**
+   * A session for `graph` as the device computes it correctly and fast: on
+   * WebGPU with the shapes its convolutions miscompute padded away
+   * (forWebGpu); on the CPU with depthwise convolutions on graph-valued
+   * kernels moved to the NCHWc kernels where this machine has them
+   * (withNchwcConvs).
+   */
+  static async fromGraph(graph: Graph, options: SessionOptions): Promise<OnnxSession> {
+    let prepared = graph;
+    if (options.device === 'webgpu') prepared = forWebGpu(graph);
+    if (options.device === 'cpu') {
+      const block = await nchwcBlockSize();
+      if (block > 0) prepared = withNchwcConvs(graph, block);
+    }
+    return OnnxSession.create(serializeGraph(prepared), options);
   }
 
   static async create(model: Uint8Array, options: SessionOptions): Promise<OnnxSession> {
