@@ -11,8 +11,11 @@
  * Conv of dy with the kernel flipped and its channel axes swapped per group
  * — 3×3 64→64 at 56²: 13 ms against 22 ms for ConvTranspose; a depthwise
  * 3×3 at 112²: 19 ms against 88 ms, the speed of the forward — and otherwise
- * (strides, 1×1 kernels) ConvTranspose, which beats zero-inserting dy before
- * a Conv by 3–15×.
+ * (strides, and 1×1 kernels that are constants) ConvTranspose, which beats
+ * zero-inserting dy before a Conv by 3–15×. A 1×1 kernel that is a graph
+ * value (training) takes the Conv too: MobileNetV2's 1×1 input gradients at
+ * batch 8 ran 1.1–1.4× faster so on 1 and 2 threads (its kernel transposed
+ * in the graph costs next to nothing).
  *
  * Batch norm's backward is dy·γ/√(σ²+ε) per channel; where a convolution
  * alone feeds the batch norm, that factor goes into the convolution's
@@ -79,7 +82,8 @@ function flippedPads(window: Window, inputShape: readonly number[], outputShape:
 function flippedKernelValue(ctx: BackwardContext, w: string, shape: readonly number[], group: number): string {
   const [outputs, perGroupIn, ...kernel] = shape;
   const spatialAxes = kernel.map((_, i) => i + 2);
-  const reversed = ctx.op('Slice', [
+  // A 1×1 kernel reversed is itself.
+  const reversed = kernel.every((k) => k === 1) ? w : ctx.op('Slice', [
     w,
     ctx.int64(`${w}.flip.starts`, spatialAxes.map(() => -1)),
     ctx.int64(`${w}.flip.ends`, spatialAxes.map(() => -(2 ** 62))),
@@ -102,8 +106,9 @@ function convInputGradient(ctx: BackwardContext, node: GraphNode, dy: Gradient, 
   const weights = given && dy.channelScale ? scaleOutputChannels(given, wShape[0], dy.channelScale) : given;
   const g = weights ? dy.value : ctx.materialize(dy);
   const name = `${x}.grad.${node.name ?? node.outputs[0]}`;
+  // 1×1 kernels with constant weights stay ConvTranspose (see the file's comment); graph-valued ones take the Conv.
   const pointwise = group === 1 && window.kernel.every((k) => k === 1);
-  const pads = !pointwise ? flippedPads(window, xShape, yShape) : undefined;
+  const pads = !pointwise || !weights ? flippedPads(window, xShape, yShape) : undefined;
   if (pads) {
     let kernel: string;
     if (weights) {
