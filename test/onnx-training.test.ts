@@ -153,6 +153,22 @@ describe('training on ONNX Runtime matches the tfjs trainer (tfjs cpu)', () => {
     }
   });
 
+  it('the same steps twice give the same weights bit for bit (2 threads, the NCHWc kernels included)', async () => {
+    const runOnce = async (): Promise<Float32Array[]> => {
+      const model = opsNet();
+      const trainer = new OnnxTrainer(model, { device: 'cpu', threads: 2, optimizer: { ...SGD } });
+      try {
+        await steps(trainer, [false, false], SGD.learningRate);
+        return model.weights.map((w) => Float32Array.from(w.read().dataSync()));
+      } finally {
+        await trainer.dispose();
+        model.dispose();
+      }
+    };
+    const [first, second] = [await runOnce(), await runOnce()];
+    first.forEach((values, i) => assert.deepEqual(second[i], values, `weight ${i}`));
+  });
+
   it('a head-only step leaves every other weight as it was, bit for bit, and updates the running statistics', async () => {
     const model = opsNet();
     const before = model.weights.map((w) => Float32Array.from(w.read().dataSync()));
