@@ -100,46 +100,46 @@ export function withNchwcConvs(graph: Graph, block: number): Graph {
     const same = sourceShape.length === 4 && sourceShape[1] % block === 0 && sourceShape[2] === shape[2] && sourceShape[3] === shape[3];
     return same ? producer.inputs[0] : undefined;
   };
+  const reshape = (value: string, name: string, shape: readonly number[]): GraphNode => ({ op: 'Reshape', inputs: [value, shapeConstant(name, shape)], outputs: [name], name: `${name}/Reshape` });
+  /** make(), once per value and memo. */
+  const once = (memo: Map<string, string>, value: string, make: () => string): string => {
+    if (!memo.has(value)) memo.set(value, make());
+    return memo.get(value) as string;
+  };
   const reordered = new Map<string, string>();
   /** x [N, C, H, W] (C a multiple of the block) in blocks, from nodes appended to `added`; once per value. */
-  const blocked = (x: string, added: GraphNode[]): string => {
-    const known = reordered.get(x);
-    if (known) return known;
-    const shape = index.shape(x);
-    const name = record(fresh(`${x}.blocked`), shape);
+  const blocked = (x: string, added: GraphNode[]): string => once(reordered, x, () => {
+    const name = record(fresh(`${x}.blocked`), index.shape(x));
     const source = viewSource(x);
-    if (source !== undefined) added.push({ op: 'Reshape', inputs: [blocked(source, added), shapeConstant(name, shape)], outputs: [name], name: `${name}/Reshape` });
-    else added.push({ op: 'ReorderInput', domain: NCHWC_DOMAIN, inputs: [x], outputs: [name], name: `${name}/ReorderInput` });
-    reordered.set(x, name);
+    added.push(source !== undefined
+      ? reshape(blocked(source, added), name, index.shape(x))
+      : { op: 'ReorderInput', domain: NCHWC_DOMAIN, inputs: [x], outputs: [name], name: `${name}/ReorderInput` });
     return name;
-  };
+  });
   const reorderedKernels = new Map<string, string>();
   /**
    * The kernel [C, 1, kh, kw] as MLAS's depthwise NCHWc kernels read it, [C/b, kh, kw, b]: the blocked layout of
    * [1, C, kh, kw]. A kernel that is a Reshape of activations (dy in a weight gradient) takes their blocks, which the
    * input gradient's convolution of dy reorders too; a weight is rearranged by a Transpose (it is small).
    */
-  const blockedKernel = (w: string, added: GraphNode[]): string => {
-    const known = reorderedKernels.get(w);
-    if (known) return known;
+  const blockedKernel = (w: string, added: GraphNode[]): string => once(reorderedKernels, w, () => {
     const shape = index.shape(w);
     const name = record(fresh(`${w}.blocked`), shape);
     const source = viewSource(w);
     if (source !== undefined) {
-      added.push({ op: 'Reshape', inputs: [blocked(source, added), shapeConstant(name, shape)], outputs: [name], name: `${name}/Reshape` });
-    } else {
-      const spatial = shape[2] * shape[3];
-      const grouped = record(fresh(`${w}.channelBlocks`), [shape[0] / block, block, spatial]);
-      const swapped = record(fresh(`${w}.blockInner`), [shape[0] / block, spatial, block]);
-      added.push(
-        { op: 'Reshape', inputs: [w, shapeConstant(grouped, [shape[0] / block, block, spatial])], outputs: [grouped], name: `${grouped}/Reshape` },
-        { op: 'Transpose', inputs: [grouped], outputs: [swapped], attributes: { perm: { ints: [0, 2, 1] } }, name: `${swapped}/Transpose` },
-        { op: 'Reshape', inputs: [swapped, shapeConstant(name, shape)], outputs: [name], name: `${name}/Reshape` },
-      );
+      added.push(reshape(blocked(source, added), name, shape));
+      return name;
     }
-    reorderedKernels.set(w, name);
+    const byBlock = [shape[0] / block, block, shape[2] * shape[3]];
+    const grouped = record(fresh(`${w}.channelBlocks`), byBlock);
+    const swapped = record(fresh(`${w}.blockInner`), [byBlock[0], byBlock[2], block]);
+    added.push(
+      reshape(w, grouped, byBlock),
+      { op: 'Transpose', inputs: [grouped], outputs: [swapped], attributes: { perm: { ints: [0, 2, 1] } }, name: `${swapped}/Transpose` },
+      reshape(swapped, name, shape),
+    );
     return name;
-  };
+  });
 
   const nodes = graph.nodes.flatMap((node): GraphNode[] => {
     if (!rewritable(node, index, variable, block)) return [node];
