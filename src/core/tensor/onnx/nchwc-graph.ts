@@ -30,8 +30,12 @@
  *
  * Only convolutions whose channels are a multiple of the block and whose
  * kernel depends on a graph input are rewritten; OnnxSession.fromGraph
- * applies the pass to CPU sessions where ONNX Runtime has NCHWc kernels.
+ * applies the pass to CPU sessions where ONNX Runtime has NCHWc kernels and
+ * a small graph rewritten for them computes what its plain form does
+ * (nchwcBlockSize, once per process: a build whose kernels read another
+ * layout would otherwise train wrong without a word).
  */
+import { GraphBuilder } from './graph-builder.ts';
 import { GraphIndex } from './graph-index.ts';
 import { int64Tensor, type Graph, type GraphNode, type ValueInfo, type ConstantTensor } from './graph.ts';
 import { intAttribute, intsAttribute, windowOf } from './node-attributes.ts';
@@ -49,6 +53,30 @@ export function nchwcProbeGraph(): Graph {
     initializers: new Map(),
     values: new Map([['x', x]]),
   };
+}
+
+/**
+ * A graph whose rewrite (withNchwcConvs at `block`) must compute what it
+ * computes, to check that this machine's NCHWc kernels read the layout this
+ * pass writes before any session relies on it: a strided depthwise Conv with
+ * TensorFlow's asymmetric pads and a weight as its kernel (the Transpose
+ * path), and a weight gradient's Conv with a Reshape of dy as its kernel
+ * (the reordered-activations path). Inputs x, w and dy; outputs y and dw.
+ */
+export function nchwcCheckGraph(block: number): Graph {
+  const [n, channels, size] = [2, 2 * block, 6];
+  const b = new GraphBuilder('nchwc-check');
+  const x = b.addInput('x', [n, channels, size, size]);
+  const w = b.addInput('w', [channels, 1, 3, 3]);
+  const dy = b.addInput('dy', [n, channels, size, size]);
+  const conv = (inputs: string[], name: string, shape: number[], kernel: number[], strides: number[], pads: number[], group: number) =>
+    b.op('Conv', inputs, name, shape, { kernel_shape: { ints: kernel }, strides: { ints: strides }, pads: { ints: pads }, group: { int: group } });
+  const reshape = (value: string, shape: number[], name: string) => b.op('Reshape', [value, b.int64(`${name}.shape`, shape)], name, shape);
+  b.addOutput(conv([x, w], 'y', [n, channels, size / 2, size / 2], [3, 3], [2, 2], [0, 0, 1, 1], channels));
+  const images = reshape(x, [1, n * channels, size, size], 'x.asChannels');
+  const kernel = reshape(dy, [n * channels, 1, size, size], 'dy.asKernel');
+  b.addOutput(conv([images, kernel], 'dw', [1, n * channels, 3, 3], [size, size], [1, 1], [1, 1, 1, 1], n * channels));
+  return b.build();
 }
 
 /** Whether `node` is a depthwise 2-D convolution this pass rewrites at block size `block`. */

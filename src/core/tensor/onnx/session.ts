@@ -13,7 +13,7 @@ import type * as Ort from 'onnxruntime-node';
 import type { Graph } from './graph.ts';
 import { serializeGraph } from './serialize.ts';
 import { forWebGpu } from './webgpu-graph.ts';
-import { nchwcProbeGraph, withNchwcConvs } from './nchwc-graph.ts';
+import { nchwcCheckGraph, nchwcProbeGraph, withNchwcConvs } from './nchwc-graph.ts';
 
 export type OnnxDevice = 'cpu' | 'webgpu' | 'cuda';
 
@@ -48,22 +48,52 @@ export function onnxRuntime(): Promise<typeof Ort> {
 
 let nchwcBlock: Promise<number> | undefined;
 
+/** Runs `graph` once on the CPU provider (1 thread) and returns every output. */
+async function runOnCpu(graph: Graph, inputs: Readonly<Record<string, SessionInput>>): Promise<HostTensor[]> {
+  const session = await OnnxSession.create(serializeGraph(graph, { valueInfo: false }), { device: 'cpu', threads: 1 });
+  try {
+    return await session.run(inputs, graph.outputs.map((info) => info.name));
+  } finally {
+    await session.release();
+  }
+}
+
 /**
  * The channel block of ONNX Runtime's NCHWc CPU kernels on this machine (8
  * with AVX2, 16 with AVX-512), or 0 where its build has none: the channels
- * a ReorderInput of 4 channels pads to, asked once per process.
+ * a ReorderInput of 4 channels pads to.
+ */
+export async function nchwcKernelBlock(): Promise<number> {
+  try {
+    const [blocked] = await runOnCpu(nchwcProbeGraph(), { x: { data: new Float32Array(4), shape: [1, 4, 1, 1] } });
+    const block = blocked.shape[1];
+    return block >= 4 && (block & (block - 1)) === 0 ? block : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * The NCHWc block withNchwcConvs may use here: nchwcKernelBlock's, where a
+ * depthwise check graph rewritten for it (nchwcCheckGraph) computes what the
+ * plain one does, else 0. Asked once per process.
  */
 export function nchwcBlockSize(): Promise<number> {
   nchwcBlock ??= (async () => {
+    const block = await nchwcKernelBlock();
+    if (block === 0) return 0;
     try {
-      const probe = await OnnxSession.create(serializeGraph(nchwcProbeGraph(), { valueInfo: false }), { device: 'cpu', threads: 1 });
-      try {
-        const [blocked] = await probe.run({ x: { data: new Float32Array(4), shape: [1, 4, 1, 1] } }, ['blocked']);
-        const block = blocked.shape[1];
-        return block >= 4 && (block & (block - 1)) === 0 ? block : 0;
-      } finally {
-        await probe.release();
-      }
+      const check = nchwcCheckGraph(block);
+      const inputs = Object.fromEntries(check.inputs.map((info, k) => {
+        const data = Float32Array.from({ length: info.shape.reduce((a, b) => a * b, 1) }, (_, i) => Math.sin(i * 0.37 + k));
+        return [info.name, { data, shape: info.shape }];
+      }));
+      const [plain, rewritten] = [await runOnCpu(check, inputs), await runOnCpu(withNchwcConvs(check, block), inputs)];
+      const agrees = plain.every((expected, i) => {
+        const scale = expected.data.reduce((largest, v) => Math.max(largest, Math.abs(v)), 0);
+        return expected.data.every((v, j) => Math.abs(rewritten[i].data[j] - v) <= 1e-5 * scale);
+      });
+      return agrees ? block : 0;
     } catch {
       return 0;
     }
