@@ -35,6 +35,12 @@ import { pytorchBatchNorm } from '../src/core/tensor/pytorch-batch-norm.ts';
 import { TfjsTrainer } from '../src/core/tensor/tfjs-trainer.ts';
 import { inversePermutation, permute } from '../src/core/tensor/permutation.ts';
 import type { ResolvedOptimizer, StepOptions, Trainer } from '../src/core/tensor/trainer.ts';
+import { backpropagate } from '../src/core/tensor/onnx/gradient.ts';
+import type { Graph } from '../src/core/tensor/onnx/graph.ts';
+import { GraphBuilder } from '../src/core/tensor/onnx/graph-builder.ts';
+import { GraphIndex } from '../src/core/tensor/onnx/graph-index.ts';
+import { serializeGraph } from '../src/core/tensor/onnx/serialize.ts';
+import { OnnxSession } from '../src/core/tensor/onnx/session.ts';
 import { largestError } from './helpers.ts';
 
 const REQUIRED = process.env.SALGRID_REQUIRE_WEBGPU === '1';
@@ -225,4 +231,76 @@ describe('weights held in the layout the graph reads them in', () => {
       assert.deepEqual(Array.from(permute(permuted, perm.map((axis) => shape[axis]), inversePermutation(perm))), Array.from(values), `[${shape}] by [${perm}] and back`);
     }
   });
+});
+
+describe('convolution weight gradients: what the CPU computes equals the swapped convolution GPUs run (onnx:cpu)', () => {
+  interface ConvCase {
+    readonly name: string;
+    /** x, NCHW. */
+    readonly input: [number, number, number, number];
+    readonly outputs: number;
+    readonly kernel: [number, number];
+    readonly strides?: [number, number];
+    readonly dilations?: [number, number];
+    /** [top, left, bottom, right]. */
+    readonly pads: [number, number, number, number];
+    readonly group?: number;
+  }
+  const CASES: readonly ConvCase[] = [
+    { name: 'per tap: 3×3, pads 1, a non-square input', input: [3, 5, 9, 7], outputs: 6, kernel: [3, 3], pads: [1, 1, 1, 1] },
+    { name: 'per tap: 3×3 stride 2, TensorFlow’s “same” pads (0, 0, 1, 1)', input: [2, 4, 8, 8], outputs: 3, kernel: [3, 3], strides: [2, 2], pads: [0, 0, 1, 1] },
+    { name: 'per tap: 3×3 stride 2 pads 1 on 8×8 (the last padded row unread)', input: [2, 4, 8, 8], outputs: 5, kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] },
+    { name: 'per tap: 7×7 stride 2 pads 3 from 3 channels (ResNet’s first layer)', input: [2, 3, 15, 15], outputs: 4, kernel: [7, 7], strides: [2, 2], pads: [3, 3, 3, 3] },
+    { name: 'per tap: 3×3 dilation 2 pads 2', input: [2, 3, 9, 9], outputs: 2, kernel: [3, 3], dilations: [2, 2], pads: [2, 2, 2, 2] },
+    { name: 'per tap: 1×3, pads on the width only', input: [2, 3, 5, 6], outputs: 4, kernel: [1, 3], pads: [0, 1, 0, 1] },
+    { name: 'per image and channel: depthwise 3×3 stride 2', input: [3, 4, 8, 8], outputs: 4, kernel: [3, 3], strides: [2, 2], pads: [0, 0, 1, 1], group: 4 },
+  ];
+  const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+  const outSize = (c: ConvCase, axis: 0 | 1) =>
+    Math.floor((c.input[2 + axis] + c.pads[axis] + c.pads[2 + axis] - ((c.dilations?.[axis] ?? 1) * (c.kernel[axis] - 1) + 1)) / (c.strides?.[axis] ?? 1)) + 1;
+
+  /** ∂⟨dy, Conv(x, w)⟩/∂w as the gradient builder writes it for `device`. */
+  function weightGradientGraph(c: ConvCase, device: 'cpu' | 'webgpu'): Graph {
+    const group = c.group ?? 1;
+    const forward = new GraphBuilder(c.name);
+    const x = forward.addInput('x', c.input);
+    const w = forward.addInput('w', [c.outputs, c.input[1] / group, ...c.kernel]);
+    const yShape = [c.input[0], c.outputs, outSize(c, 0), outSize(c, 1)];
+    const y = forward.op('Conv', [x, w], 'y', yShape, {
+      kernel_shape: { ints: c.kernel },
+      strides: { ints: c.strides ?? [1, 1] },
+      dilations: { ints: c.dilations ?? [1, 1] },
+      pads: { ints: c.pads },
+      group: { int: group },
+    });
+    forward.addOutput(y);
+    const graph = forward.build();
+    const builder = GraphBuilder.from(graph);
+    builder.outputs = [];
+    const dy = builder.addInput('dy', yShape);
+    const { gradients } = backpropagate(builder, new GraphIndex(graph), { seeds: [[y, { value: dy }]], starts: new Set([w]), rule: 'plain', device });
+    builder.addOutput(gradients.materialized(w));
+    return builder.build();
+  }
+
+  for (const c of CASES) {
+    it(c.name, async () => {
+      const random = seededRandom(5);
+      const values = (shape: readonly number[]) => ({ data: Float32Array.from({ length: size(shape) }, () => 2 * random() - 1), shape });
+      const cpu = weightGradientGraph(c, 'cpu');
+      const gpu = weightGradientGraph(c, 'webgpu');
+      assert.notDeepEqual(cpu.nodes.map((node) => node.op), gpu.nodes.map((node) => node.op), 'the two devices’ formulations differ');
+      const inputs = Object.fromEntries(cpu.inputs.map((info) => [info.name, values(info.shape)]));
+      const run = async (graph: Graph) => {
+        const session = await OnnxSession.create(serializeGraph(graph), { device: 'cpu', threads: 2 });
+        try {
+          return (await session.run(inputs, [graph.outputs[0].name]))[0].data;
+        } finally {
+          await session.release();
+        }
+      };
+      const { error, scale } = largestError(await run(cpu), await run(gpu));
+      assert.ok(scale > 0 && error <= 1e-5 * scale, `max |cpu − swapped| = ${error} against ${scale}`);
+    });
+  }
 });

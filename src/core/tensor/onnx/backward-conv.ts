@@ -141,15 +141,56 @@ function convInputGradient(ctx: BackwardContext, node: GraphNode, dy: Gradient, 
 }
 
 /**
+ * ∂loss/∂W of a convolution with one group, on the CPU: one matrix product
+ * per kernel tap. Tap (i, j) of every window is a strided Slice of the padded
+ * input held channels first, [C, N, OH, OW] = [C, N·OH·OW]; dy as [M, N·OH·OW]
+ * times its transpose is that tap's [M, C], and the taps side by side are
+ * [M, C, kh, kw]. The batch lies inside each product, so nothing is summed
+ * after. ONNX Runtime's matrix products run near their peak on these shapes,
+ * where the swapped convolution (convWeightGradient) hands MLAS a product of
+ * kh·kw columns: measured at batch 8 on 2 threads, 3×3 64→64 at 56² 2.4–3.7×
+ * faster, 128→128 at 28² 1.8–2.3×, 256→256 at 14² 1.7×, 512→512 at 7² 1.5–2.3×.
+ */
+function convWeightGradientByTaps(ctx: BackwardContext, node: GraphNode, g: string, window: Window, name: string): string {
+  const x = node.inputs[0];
+  const label = node.name ?? node.outputs[0];
+  const [n, channels, height, width] = ctx.shape(x);
+  const [, outChannels, outHeight, outWidth] = ctx.shape(g);
+  const [taps, columns] = [window.kernel[0] * window.kernel[1], n * outHeight * outWidth];
+  const padded = [height + window.before[0] + window.after[0], width + window.before[1] + window.after[1]];
+  const source = [...window.before, ...window.after].some((p) => p > 0)
+    ? ctx.op('Pad', [x, ctx.int64(`${name}.pads`, [0, 0, window.before[0], window.before[1], 0, 0, window.after[0], window.after[1]])], `${x}.padded.${label}`, [n, channels, ...padded])
+    : x;
+  const channelsFirst = ctx.op('Transpose', [source], `${source}.channelsFirst.${label}`, [channels, n, ...padded], { perm: { ints: [1, 0, 2, 3] } });
+  const dyByChannel = ctx.op('Transpose', [g], `${g}.channelsFirst`, [outChannels, n, outHeight, outWidth], { perm: { ints: [1, 0, 2, 3] } });
+  const dyRows = ctx.reshape(dyByChannel, [outChannels, columns], `${g}.rows.${label}`);
+  const products: string[] = [];
+  for (let i = 0; i < window.kernel[0]; i++) {
+    for (let j = 0; j < window.kernel[1]; j++) {
+      const tap = `${name}.tap${i}x${j}`;
+      const starts = [i * window.dilations[0], j * window.dilations[1]];
+      const ends = [starts[0] + (outHeight - 1) * window.strides[0] + 1, starts[1] + (outWidth - 1) * window.strides[1] + 1];
+      const values = ctx.op('Slice', [channelsFirst, ctx.int64(`${tap}.starts`, starts), ctx.int64(`${tap}.ends`, ends), ctx.int64(`${tap}.axes`, [2, 3]), ctx.int64(`${tap}.steps`, window.strides)], `${tap}.values`, [channels, n, outHeight, outWidth]);
+      const byColumn = ctx.op('Transpose', [ctx.reshape(values, [channels, columns], `${tap}.rows`)], `${tap}.columns`, [columns, channels], { perm: { ints: [1, 0] } });
+      const product = ctx.op('MatMul', [dyRows, byColumn], `${tap}.product`, [outChannels, channels]);
+      products.push(taps === 1 ? product : ctx.op('Unsqueeze', [product, ctx.int64(`${tap}.axis`, [2])], `${tap}.stacked`, [outChannels, channels, 1]));
+    }
+  }
+  const stacked = taps === 1 ? products[0] : ctx.op('Concat', products, `${name}.taps`, [outChannels, channels, taps], { axis: { int: 2 } });
+  return ctx.reshape(stacked, ctx.shape(node.inputs[1]), name);
+}
+
+/**
  * ∂loss/∂W of a 2-D convolution. A 1×1 kernel without pads: per image
  * dy [M, HW] times xᵀ [HW, C] (x subsampled first where strided), summed
- * over the batch. Otherwise a convolution of the input with dy as its
+ * over the batch. On the CPU, other kernels with one group take a matrix
+ * product per tap (convWeightGradientByTaps), and depthwise ones one group
+ * per image and channel with no transposes (see there). Otherwise (other
+ * groupings, and on GPUs) a convolution of the input with dy as its
  * kernel: batch and channel axes swapped (input [C/g, g·N, H, W], kernel
  * [M, N, OH, OW], g groups), strides and dilations exchanged, which gives
  * [C/g, M, kh, kw] to transpose back; where the forward's windows left the
- * last rows or columns unread, the input is cropped to what they read. A
- * depthwise kernel's gradient on the CPU takes one group per image and
- * channel instead, with no transposes (see there).
+ * last rows or columns unread, the input is cropped to what they read.
  */
 function convWeightGradient(ctx: BackwardContext, node: GraphNode, g: string, window: Window, group: number): string {
   const [x, w] = node.inputs;
@@ -177,6 +218,7 @@ function convWeightGradient(ctx: BackwardContext, node: GraphNode, g: string, wi
     const summed = ctx.op('ReduceSum', [perImage, ctx.int64(`${name}.batch`, [0])], `${name}.summed`, [outChannels, channels], { keepdims: { int: 0 } });
     return ctx.reshape(summed, wShape, name);
   }
+  if (ctx.device === 'cpu' && group === 1) return convWeightGradientByTaps(ctx, node, g, window, name);
   // What the windows read of each spatial axis: the padded input up to the last window's end.
   const read = window.kernel.map((k, i) => (([outHeight, outWidth][i] - 1) * window.strides[i] + (k - 1) * window.dilations[i] + 1) - window.before[i]);
   const sizes = [height, width];
