@@ -24,12 +24,13 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { seededRandom } from '../src/core/random.ts';
-import type { Attribute, Graph } from '../src/core/tensor/onnx/graph.ts';
+import type { Graph } from '../src/core/tensor/onnx/graph.ts';
 import { float32Tensor } from '../src/core/tensor/onnx/graph.ts';
 import { GraphBuilder } from '../src/core/tensor/onnx/graph-builder.ts';
 import { NCHWC_DOMAIN, withNchwcConvs } from '../src/core/tensor/onnx/nchwc-graph.ts';
 import { serializeGraph } from '../src/core/tensor/onnx/serialize.ts';
 import { OnnxSession, nchwcBlockSize, nchwcKernelBlock, type HostTensor } from '../src/core/tensor/onnx/session.ts';
+import { convAttributes, convOutputShape, type ConvCase } from './conv-cases.ts';
 import { largestError } from './helpers.ts';
 
 // The kernels' own block, not nchwcBlockSize's (which is 0 where its self-check fails: these tests must see that).
@@ -38,17 +39,8 @@ const SKIP = block > 0 ? false : 'ONNX Runtime here has no NCHWc kernels (they n
 
 const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
-interface DepthwiseCase {
-  readonly name: string;
-  /** x, NCHW. */
-  readonly input: [number, number, number, number];
-  readonly kernel: [number, number];
-  readonly strides?: [number, number];
-  readonly dilations?: [number, number];
-  /** [top, left, bottom, right]. */
-  readonly pads: [number, number, number, number];
-  readonly bias?: boolean;
-}
+/** A depthwise convolution (group = channels), with its kernel as a graph input and maybe a bias. */
+type DepthwiseCase = Omit<ConvCase, 'outputs' | 'group'> & { readonly bias?: boolean };
 
 const CASES: readonly DepthwiseCase[] = [
   { name: '3×3, pads 1, a bias', input: [2, 32, 9, 11], kernel: [3, 3], pads: [1, 1, 1, 1], bias: true },
@@ -58,11 +50,6 @@ const CASES: readonly DepthwiseCase[] = [
   // kernel, strides and dilations exchanged (the forward's stride 2 is the dilation here), output [1, N·C, 3, 3].
   { name: 'a stride-2 weight gradient (a 6×6 kernel at dilation 2 on 12×12)', input: [1, 64, 12, 12], kernel: [6, 6], dilations: [2, 2], pads: [0, 0, 1, 1] },
 ];
-
-function outputSize(c: DepthwiseCase, axis: 0 | 1): number {
-  const [stride, dilation] = [c.strides?.[axis] ?? 1, c.dilations?.[axis] ?? 1];
-  return Math.floor((c.input[2 + axis] + c.pads[axis] + c.pads[2 + axis] - (dilation * (c.kernel[axis] - 1) + 1)) / stride) + 1;
-}
 
 /** x and the kernel (and bias) as graph inputs → a depthwise Conv → y. */
 function depthwiseGraph(c: DepthwiseCase, constantKernel = false): Graph {
@@ -74,14 +61,8 @@ function depthwiseGraph(c: DepthwiseCase, constantKernel = false): Graph {
     ? b.constant('w', float32Tensor(Float32Array.from({ length: size(kernelShape) }, (_, i) => Math.sin(i)), kernelShape))
     : b.addInput('w', kernelShape);
   const inputs = [x, w, ...(c.bias ? [b.addInput('bias', [channels])] : [])];
-  const attributes: Record<string, Attribute> = {
-    kernel_shape: { ints: c.kernel },
-    strides: { ints: c.strides ?? [1, 1] },
-    dilations: { ints: c.dilations ?? [1, 1] },
-    pads: { ints: c.pads },
-    group: { int: channels },
-  };
-  b.addOutput(b.op('Conv', inputs, 'y', [c.input[0], channels, outputSize(c, 0), outputSize(c, 1)], attributes));
+  const depthwise: ConvCase = { ...c, group: channels };
+  b.addOutput(b.op('Conv', inputs, 'y', convOutputShape(depthwise), convAttributes(depthwise)));
   return b.build();
 }
 

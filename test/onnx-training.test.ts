@@ -41,6 +41,7 @@ import { GraphBuilder } from '../src/core/tensor/onnx/graph-builder.ts';
 import { GraphIndex } from '../src/core/tensor/onnx/graph-index.ts';
 import { serializeGraph } from '../src/core/tensor/onnx/serialize.ts';
 import { OnnxSession } from '../src/core/tensor/onnx/session.ts';
+import { convAttributes, convOutputShape, type ConvCase } from './conv-cases.ts';
 import { largestError } from './helpers.ts';
 
 const REQUIRED = process.env.SALGRID_REQUIRE_WEBGPU === '1';
@@ -234,18 +235,6 @@ describe('weights held in the layout the graph reads them in', () => {
 });
 
 describe('convolution weight gradients: what the CPU computes equals the swapped convolution GPUs run (onnx:cpu)', () => {
-  interface ConvCase {
-    readonly name: string;
-    /** x, NCHW. */
-    readonly input: [number, number, number, number];
-    readonly outputs: number;
-    readonly kernel: [number, number];
-    readonly strides?: [number, number];
-    readonly dilations?: [number, number];
-    /** [top, left, bottom, right]. */
-    readonly pads: [number, number, number, number];
-    readonly group?: number;
-  }
   const CASES: readonly ConvCase[] = [
     { name: 'per tap: 3×3, pads 1, a non-square input', input: [3, 5, 9, 7], outputs: 6, kernel: [3, 3], pads: [1, 1, 1, 1] },
     { name: 'per tap: 3×3 stride 2, TensorFlow’s “same” pads (0, 0, 1, 1)', input: [2, 4, 8, 8], outputs: 3, kernel: [3, 3], strides: [2, 2], pads: [0, 0, 1, 1] },
@@ -256,23 +245,15 @@ describe('convolution weight gradients: what the CPU computes equals the swapped
     { name: 'per image and channel: depthwise 3×3 stride 2', input: [3, 4, 8, 8], outputs: 4, kernel: [3, 3], strides: [2, 2], pads: [0, 0, 1, 1], group: 4 },
   ];
   const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
-  const outSize = (c: ConvCase, axis: 0 | 1) =>
-    Math.floor((c.input[2 + axis] + c.pads[axis] + c.pads[2 + axis] - ((c.dilations?.[axis] ?? 1) * (c.kernel[axis] - 1) + 1)) / (c.strides?.[axis] ?? 1)) + 1;
 
   /** ∂⟨dy, Conv(x, w)⟩/∂w as the gradient builder writes it for `device`. */
   function weightGradientGraph(c: ConvCase, device: 'cpu' | 'webgpu'): Graph {
     const group = c.group ?? 1;
     const forward = new GraphBuilder(c.name);
     const x = forward.addInput('x', c.input);
-    const w = forward.addInput('w', [c.outputs, c.input[1] / group, ...c.kernel]);
-    const yShape = [c.input[0], c.outputs, outSize(c, 0), outSize(c, 1)];
-    const y = forward.op('Conv', [x, w], 'y', yShape, {
-      kernel_shape: { ints: c.kernel },
-      strides: { ints: c.strides ?? [1, 1] },
-      dilations: { ints: c.dilations ?? [1, 1] },
-      pads: { ints: c.pads },
-      group: { int: group },
-    });
+    const w = forward.addInput('w', [c.outputs ?? c.input[1], c.input[1] / group, ...c.kernel]);
+    const yShape = convOutputShape(c);
+    const y = forward.op('Conv', [x, w], 'y', yShape, convAttributes(c));
     forward.addOutput(y);
     const graph = forward.build();
     const builder = GraphBuilder.from(graph);
