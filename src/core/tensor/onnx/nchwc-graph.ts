@@ -37,7 +37,7 @@
  */
 import { GraphBuilder } from './graph-builder.ts';
 import { GraphIndex } from './graph-index.ts';
-import { int64Tensor, type Graph, type GraphNode, type ValueInfo, type ConstantTensor } from './graph.ts';
+import type { Graph, GraphNode, ValueInfo } from './graph.ts';
 import { intAttribute, intsAttribute, windowOf } from './node-attributes.ts';
 
 export const NCHWC_DOMAIN = 'com.microsoft.nchwc';
@@ -98,22 +98,11 @@ export function withNchwcConvs(graph: Graph, block: number): Graph {
   /** The values computed from the graph's inputs. */
   const variable = index.descendants(graph.inputs.map((info) => info.name));
   if (!graph.nodes.some((node) => rewritable(node, index, variable, block))) return graph;
-  const initializers = new Map<string, ConstantTensor>(graph.initializers);
-  const values = new Map<string, ValueInfo>(graph.values);
-  let serial = 0;
-  const fresh = (base: string): string => {
-    let name = `${base}.nchwc${serial++}`;
-    while (values.has(name) || initializers.has(name)) name = `${base}.nchwc${serial++}`;
-    return name;
-  };
-  const record = (name: string, shape: readonly number[]): string => {
-    values.set(name, { name, dtype: 'float32', shape });
-    return name;
-  };
-  const shapeConstant = (base: string, shape: readonly number[]): string => {
-    const name = fresh(`${base}.shape`);
-    initializers.set(name, int64Tensor(shape));
-    values.set(name, { name, dtype: 'int64', shape: [shape.length] });
+  // Fresh names, the new constants and every new value's shape; the nodes are listed below, in the graph's order.
+  const builder = GraphBuilder.from(graph);
+  const record = (base: string, shape: readonly number[]): string => {
+    const name = builder.fresh(base);
+    builder.values.set(name, { name, dtype: 'float32', shape });
     return name;
   };
 
@@ -128,7 +117,7 @@ export function withNchwcConvs(graph: Graph, block: number): Graph {
     const same = sourceShape.length === 4 && sourceShape[1] % block === 0 && sourceShape[2] === shape[2] && sourceShape[3] === shape[3];
     return same ? producer.inputs[0] : undefined;
   };
-  const reshape = (value: string, name: string, shape: readonly number[]): GraphNode => ({ op: 'Reshape', inputs: [value, shapeConstant(name, shape)], outputs: [name], name: `${name}/Reshape` });
+  const reshape = (value: string, name: string, shape: readonly number[]): GraphNode => ({ op: 'Reshape', inputs: [value, builder.int64(`${name}.shape`, shape)], outputs: [name], name: `${name}/Reshape` });
   /** make(), once per value and memo. */
   const once = (memo: Map<string, string>, value: string, make: () => string): string => {
     if (!memo.has(value)) memo.set(value, make());
@@ -137,7 +126,7 @@ export function withNchwcConvs(graph: Graph, block: number): Graph {
   const reordered = new Map<string, string>();
   /** x [N, C, H, W] (C a multiple of the block) in blocks, from nodes appended to `added`; once per value. */
   const blocked = (x: string, added: GraphNode[]): string => once(reordered, x, () => {
-    const name = record(fresh(`${x}.blocked`), index.shape(x));
+    const name = record(`${x}.blocked`, index.shape(x));
     const source = viewSource(x);
     added.push(source !== undefined
       ? reshape(blocked(source, added), name, index.shape(x))
@@ -152,15 +141,15 @@ export function withNchwcConvs(graph: Graph, block: number): Graph {
    */
   const blockedKernel = (w: string, added: GraphNode[]): string => once(reorderedKernels, w, () => {
     const shape = index.shape(w);
-    const name = record(fresh(`${w}.blocked`), shape);
+    const name = record(`${w}.blocked`, shape);
     const source = viewSource(w);
     if (source !== undefined) {
       added.push(reshape(blocked(source, added), name, shape));
       return name;
     }
     const byBlock = [shape[0] / block, block, shape[2] * shape[3]];
-    const grouped = record(fresh(`${w}.channelBlocks`), byBlock);
-    const swapped = record(fresh(`${w}.blockInner`), [byBlock[0], byBlock[2], block]);
+    const grouped = record(`${w}.channelBlocks`, byBlock);
+    const swapped = record(`${w}.blockInner`, [byBlock[0], byBlock[2], block]);
     added.push(
       reshape(w, grouped, byBlock),
       { op: 'Transpose', inputs: [grouped], outputs: [swapped], attributes: { perm: { ints: [0, 2, 1] } }, name: `${swapped}/Transpose` },
@@ -180,7 +169,7 @@ export function withNchwcConvs(graph: Graph, block: number): Graph {
     const added: GraphNode[] = [];
     const xBlocked = blocked(x, added);
     const kernel = blockedKernel(w, added);
-    const yBlocked = record(fresh(`${y}.blocked`), yShape);
+    const yBlocked = record(`${y}.blocked`, yShape);
     const label = node.name ?? y;
     added.push(
       {
@@ -201,5 +190,5 @@ export function withNchwcConvs(graph: Graph, block: number): Graph {
     );
     return added;
   });
-  return { ...graph, nodes, initializers, values };
+  return { ...graph, nodes, initializers: builder.initializers, values: builder.values };
 }

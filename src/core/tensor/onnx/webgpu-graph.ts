@@ -20,7 +20,8 @@
  * every WebGPU session salgrid makes.
  */
 import { GraphIndex } from './graph-index.ts';
-import { elementCount, float32Tensor, int64Tensor, type ConstantTensor, type Graph, type GraphNode, type ValueInfo } from './graph.ts';
+import { elementCount, float32Tensor, type Graph, type GraphNode } from './graph.ts';
+import { GraphBuilder } from './graph-builder.ts';
 import { intAttribute } from './node-attributes.ts';
 
 /** Whether the provider's NHWC kernel for this convolution miscomputes with `channels` input channels (per group of 1). */
@@ -33,19 +34,13 @@ function unsafeChannels(node: GraphNode, channels: number, weights: readonly num
 /** The graph with the input channels of the convolutions the provider miscomputes padded to a multiple of 4 (see the file's comment). */
 export function forWebGpu(graph: Graph): Graph {
   const index = new GraphIndex(graph);
-  const initializers = new Map<string, ConstantTensor>(graph.initializers);
-  const values = new Map<string, ValueInfo>(graph.values);
-  let serial = 0;
-  const fresh = (base: string) => {
-    let name = `${base}.webgpu${serial++}`;
-    while (values.has(name) || initializers.has(name)) name = `${base}.webgpu${serial++}`;
-    return name;
-  };
+  // Fresh names, the new constants and their shapes; the nodes are listed below, in the graph's order.
+  const builder = GraphBuilder.from(graph);
   /** `value` with `extra` zeros appended along `axis` (a new constant for a constant, else a Pad node). */
   const padded = (value: string, axis: number, extra: number, added: GraphNode[]): string => {
     const shape = index.shape(value);
     const grown = shape.map((size, i) => (i === axis ? size + extra : size));
-    const name = fresh(`${value}.channels${grown[axis]}`);
+    const name = builder.fresh(`${value}.channels${grown[axis]}`);
     const constant = index.constant(value);
     if (constant?.dtype === 'float32') {
       const data = constant.data as Float32Array;
@@ -53,14 +48,12 @@ export function forWebGpu(graph: Graph): Graph {
       const outer = elementCount(shape.slice(0, axis));
       const inner = elementCount(shape.slice(axis + 1));
       for (let o = 0; o < outer; o++) out.set(data.subarray(o * shape[axis] * inner, (o + 1) * shape[axis] * inner), o * grown[axis] * inner);
-      initializers.set(name, float32Tensor(out, grown));
+      builder.initializers.set(name, float32Tensor(out, grown));
     } else {
-      const pads = fresh(`${name}.pads`);
-      initializers.set(pads, int64Tensor([...shape.map(() => 0), ...shape.map((_, i) => (i === axis ? extra : 0))]));
-      values.set(pads, { name: pads, dtype: 'int64', shape: [shape.length * 2] });
+      const pads = builder.int64(`${name}.pads`, [...shape.map(() => 0), ...shape.map((_, i) => (i === axis ? extra : 0))]);
       added.push({ op: 'Pad', inputs: [value, pads], outputs: [name], name: `${name}/Pad` });
     }
-    values.set(name, { name, dtype: graph.values.get(value)?.dtype ?? 'float32', shape: grown });
+    builder.values.set(name, { name, dtype: graph.values.get(value)?.dtype ?? 'float32', shape: grown });
     return name;
   };
 
@@ -78,5 +71,5 @@ export function forWebGpu(graph: Graph): Graph {
     const w = padded(node.inputs[1], node.op === 'Conv' ? 1 : 0, extra, added);
     return [...added, { ...node, inputs: [x, w, ...node.inputs.slice(2)] }];
   });
-  return changed ? { ...graph, nodes, initializers, values } : graph;
+  return changed ? { ...graph, nodes, initializers: builder.initializers, values: builder.values } : graph;
 }
